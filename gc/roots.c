@@ -1,0 +1,136 @@
+/* gc/roots.c -- root registration and root scanning.
+ *
+ * Owns: the registry of embedder roots (single slots, precise or ambiguous
+ * ranges, scanner callbacks) and scanning attached threads' stacks and
+ * saved registers conservatively.  Roots are written without barriers, so
+ * they are read while the world is stopped (at mark start).  A thread's
+ * stack is scanned from the stack pointer it recorded when it stopped or
+ * entered a blocking region (runtime/proc.c) up to the top of its stack. */
+#define UNW_LOCAL_ONLY
+#include "gc.h"
+
+#include <libunwind.h>
+#include <stdlib.h>
+
+enum { ROOT_SLOT, ROOT_RANGE, ROOT_SCANNER };
+
+struct rt_root {
+    int        what;
+    int        kind;             /* RT_ROOT_PRECISE or RT_ROOT_AMBIGUOUS */
+    uintptr_t  base;
+    size_t     bytes;
+    void     (*scan)(rt_visitor *, void *);
+    void      *ctx;
+    struct rt_root *next, *prev;
+};
+
+static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
+static rt_root *roots;
+uint64_t rt__last_stack_scan, rt__last_globals_scan;
+
+static rt_root *root_new(int what) {
+    if (!rt__g.initialized) rt__misuse("rt_root_add", "rtgc is not initialized; call rt_init() first");
+    rt_root *r = calloc(1, sizeof *r);
+    if (!r) rt__fatal("out of memory registering a root");
+    r->what = what;
+    pthread_mutex_lock(&roots_lock);
+    r->next = roots;
+    if (roots) roots->prev = r;
+    roots = r;
+    pthread_mutex_unlock(&roots_lock);
+    return r;
+}
+
+rt_root *rt_root_add(void *slot) {
+    if (!slot || (uintptr_t)slot % sizeof(void *))
+        rt__misuse("rt_root_add", "slot %p is not an aligned pointer slot; pass the address of a void* variable", slot);
+    rt_root *r = root_new(ROOT_SLOT);
+    r->base = (uintptr_t)slot;
+    r->bytes = sizeof(void *);
+    r->kind = RT_ROOT_PRECISE;
+    return r;
+}
+
+rt_root *rt_root_add_range(void *base, size_t bytes, int kind) {
+    if (kind != RT_ROOT_PRECISE && kind != RT_ROOT_AMBIGUOUS)
+        rt__misuse("rt_root_add_range", "kind %d is neither RT_ROOT_PRECISE nor RT_ROOT_AMBIGUOUS", kind);
+    if (!base && bytes) rt__misuse("rt_root_add_range", "base is NULL with %zu bytes; pass the range's address", bytes);
+    if (kind == RT_ROOT_PRECISE && ((uintptr_t)base % sizeof(void *) || bytes % sizeof(void *)))
+        rt__misuse("rt_root_add_range", "a precise range must be pointer-aligned and a whole number of pointers "
+                   "(base %p, %zu bytes)", base, bytes);
+    rt_root *r = root_new(ROOT_RANGE);
+    r->base = (uintptr_t)base;
+    r->bytes = bytes;
+    r->kind = kind;
+    return r;
+}
+
+rt_root *rt_root_add_scanner(void (*scan)(rt_visitor *v, void *ctx), void *ctx) {
+    if (!scan) rt__misuse("rt_root_add_scanner", "scan function is NULL; pass a function that calls rt_visit per root");
+    rt_root *r = root_new(ROOT_SCANNER);
+    r->scan = scan;
+    r->ctx = ctx;
+    return r;
+}
+
+void rt_root_remove(rt_root *root) {
+    if (!root) rt__misuse("rt_root_remove", "root is NULL; pass what rt_root_add* returned");
+    pthread_mutex_lock(&roots_lock);
+    rt_root *r = roots;
+    while (r && r != root) r = r->next;
+    if (!r) {
+        pthread_mutex_unlock(&roots_lock);
+        rt__misuse("rt_root_remove", "%p is not a registered root (removed twice?); remove each root once", (void *)root);
+    }
+    if (r->prev) r->prev->next = r->next; else roots = r->next;
+    if (r->next) r->next->prev = r->prev;
+    pthread_mutex_unlock(&roots_lock);
+    free(r);
+}
+
+void rt__roots_free_all(void) {
+    pthread_mutex_lock(&roots_lock);
+    while (roots) { rt_root *n = roots->next; free(roots); roots = n; }
+    pthread_mutex_unlock(&roots_lock);
+}
+
+void rt__roots_scan(rt_gcwork *w) {
+    uint64_t bytes = 0;
+    pthread_mutex_lock(&roots_lock);
+    for (rt_root *r = roots; r; r = r->next) {
+        switch (r->what) {
+        case ROOT_SLOT:
+        case ROOT_RANGE:
+            rt__scan_range(w, r->base, r->base + r->bytes, r->kind == RT_ROOT_PRECISE, 0);
+            bytes += r->bytes;
+            break;
+        case ROOT_SCANNER: {
+            rt_visitor v = { .w = w, .root_name = "scanner" };
+            r->scan(&v, r->ctx);
+            break;
+        }
+        }
+    }
+    pthread_mutex_unlock(&roots_lock);
+    rt__last_globals_scan = bytes;
+}
+
+/* Every attached thread is stopped or blocking: scan what it had. */
+void rt__stacks_scan(rt_gcwork *w) {
+    uint64_t bytes = 0;
+    if (rt__cfg.scan_thread_stacks) {
+        for (rt_thread *t = rt__g.threads; t; t = t->next) {
+            uintptr_t lo = t->saved_sp, hi = t->stack_hi;
+            if (!lo || lo < t->stack_lo || lo >= hi) {
+                if (t->stack_hi == 0) continue;   /* bounds unknown */
+                rt__fatal("thread %lu saved a stack pointer %#lx outside its stack [%#lx, %#lx)",
+                          (unsigned long)t->tid, (unsigned long)lo, (unsigned long)t->stack_lo, (unsigned long)hi);
+            }
+            rt__scan_range(w, lo, hi, false, 0);
+            uintptr_t ctx = (uintptr_t)t->saved_ctx;
+            rt__scan_range(w, ctx, ctx + sizeof(unw_context_t), false, 0);
+            bytes += hi - lo;
+        }
+    }
+    rt__last_stack_scan = bytes;
+}

@@ -1,0 +1,185 @@
+/* gc/sweep.c -- sweeping: turning the mark bits into the new allocation
+ * bits, span by span, after each mark.
+ *
+ * The algorithm.  Mark termination adds 2 to rt__heap.sweepgen (h), which
+ * makes every span in the mcentral sets "unswept" (sweepgen h-2) at once.
+ * Three kinds of sweeper then race for spans, each taking ownership with a
+ * CAS of sweepgen from h-2 to h-1: an mcentral looking for a span of its
+ * class (lazy sweep, runtime/mcentral.c), the background sweeper thread,
+ * and a thread about to start the next cycle or returning from rt_gc
+ * (rt__sweep_finish).  Sweeping one span:
+ *   - a slot that was allocated and is unmarked is freed (with
+ *     clobberfree=1 its memory is filled with 0xdeadbeef);
+ *   - a marked slot that was free is a "zombie": a pointer to a freed
+ *     object survived somewhere, and the run stops with a report;
+ *   - allocBits := gcmarkBits; the old allocBits are cleared and become
+ *     the next cycle's mark bits (the swap Go does, without its rotating
+ *     bitmap arenas: nothing reads a span's old bits once it is swept);
+ *   - freeindex := 0, the allocation cache is reloaded, needzero is set if
+ *     anything was freed, and the span is published swept (sweepgen h);
+ *   - unless the caller keeps it (preserve), an empty span returns its
+ *     pages to the heap, a full one goes to the swept-full set, others to
+ *     swept-partial.  Dead large objects return their pages.
+ * Sweeping never runs during a mark, so freeing a span cannot race with a
+ * marker that validates pointers into it. */
+#include "gc.h"
+
+#include <sched.h>
+#include <string.h>
+
+static struct {
+    unsigned        cursor;        /* next span class to look at, per cycle */
+    int             active;        /* sweepers inside rt__sweep_one */
+    pthread_t       thread;
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    bool            running, quit, wake;
+} S = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void clobber(uintptr_t p, size_t n) {
+    for (size_t i = 0; i + 4 <= n; i += 4) *(uint32_t *)(p + i) = 0xdeadbeefu;
+}
+
+void rt__sweep_span(rt_span *s, bool preserve) {
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    RT_ASSERT(s->sweepgen == h - 1);
+    RT_ASSERT(s->state == RT_SPAN_INUSE);
+    unsigned cls = rt__spanclass_size(s->hot.spanclass);
+    rt_mcentral *c = &rt__heap.central[s->hot.spanclass];
+
+    if (cls == 0) {
+        if (rt__span_is_marked(s, 0)) {
+            memset(s->mark_bits, 0, (size_t)s->bitmap_words * 8);
+            st_release(&s->sweepgen, h);
+            if (!preserve) rt__mcentral_push_swept(c, s, true);
+            return;
+        }
+        add_relaxed(&rt__heap.total_free_objs, 1);
+        add_relaxed(&rt__heap.total_free_bytes, (uint64_t)s->hot.elemsize);
+        if (rt__cfg.clobberfree) clobber(s->hot.base, s->hot.elemsize);
+        rt__heap_free_span(s);
+        return;
+    }
+
+    uint64_t *alloc = (uint64_t *)s->alloc_bits, *mark = (uint64_t *)s->mark_bits;
+    unsigned fi = s->hot.freeindex, n = s->hot.nelems;
+    size_t nalloc = 0;
+    for (unsigned wd = 0; wd < s->bitmap_words; wd++) {
+        /* Allocated: below freeindex, or allocBit set. */
+        uint64_t below = 0;
+        unsigned lo = wd * 64;
+        if (fi >= lo + 64) below = ~(uint64_t)0;
+        else if (fi > lo) below = ((uint64_t)1 << (fi - lo)) - 1;
+        uint64_t valid = n >= lo + 64 ? ~(uint64_t)0 : (((uint64_t)1 << (n - lo)) - 1);
+        uint64_t allocated = (alloc[wd] | below) & valid;
+        uint64_t zombies = mark[wd] & ~allocated;
+        if (RT_UNLIKELY(zombies)) {
+            unsigned k = lo + (unsigned)__builtin_ctzll(zombies);
+            rt__fatal("sweep: marked free object %#lx in span %#lx (class %u): a pointer to a freed object "
+                      "was found by the marker", (unsigned long)(s->hot.base + (uintptr_t)k * s->hot.elemsize),
+                      (unsigned long)s->hot.base, cls);
+        }
+        uint64_t freed = allocated & ~mark[wd];
+        if (freed && rt__cfg.clobberfree) {
+            for (uint64_t f = freed; f; f &= f - 1) {
+                unsigned k = lo + (unsigned)__builtin_ctzll(f);
+                clobber(s->hot.base + (uintptr_t)k * s->hot.elemsize, s->hot.elemsize);
+            }
+        }
+        nalloc += (size_t)__builtin_popcountll(mark[wd]);
+        if (s->header_bits) ((uint64_t *)s->header_bits)[wd] &= mark[wd];
+    }
+    size_t nfreed = s->hot.alloc_count - nalloc;
+    s->hot.alloc_count = (uint16_t)nalloc;
+    s->hot.freeindex = 0;
+    uint8_t *old = s->alloc_bits;
+    s->alloc_bits = s->mark_bits;
+    memset(old, 0, (size_t)s->bitmap_words * 8);
+    s->mark_bits = old;
+    rt__span_refill_cache(s, 0);
+    if (nfreed) {
+        s->hot.needzero = 1;
+        add_relaxed(&rt__heap.total_free_objs, (uint64_t)nfreed);
+        add_relaxed(&rt__heap.total_free_bytes, (uint64_t)nfreed * s->hot.elemsize);
+    }
+    st_release(&s->sweepgen, h);
+    if (preserve) return;
+    if (nalloc == 0) rt__heap_free_span(s);
+    else rt__mcentral_push_swept(c, s, nalloc == n);
+}
+
+bool rt__sweep_one(void) {
+    __atomic_add_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+    bool did = false;
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    for (;;) {
+        unsigned i = ld_relaxed(&S.cursor);
+        if (i >= RT__NUM_SPAN_CLASSES) break;
+        rt_span *s = rt__mcentral_pop_unswept(&rt__heap.central[i]);
+        if (!s) {
+            unsigned want = i;
+            cas_acq_rel(&S.cursor, &want, i + 1);
+            continue;
+        }
+        uint32_t want = h - 2;
+        if (cas_acq_rel(&s->sweepgen, &want, h - 1)) {
+            rt__sweep_span(s, false);
+            did = true;
+            break;
+        }
+    }
+    __atomic_sub_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+    return did;
+}
+
+void rt__sweep_begin_cycle(void) {
+    st_relaxed(&S.cursor, 0);
+}
+
+void rt__sweep_finish(void) {
+    while (rt__sweep_one()) {}
+    while (ld_acquire(&S.active) > 0) sched_yield();
+}
+
+static void *sweeper_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&S.lock);
+    for (;;) {
+        while (!S.wake && !S.quit) pthread_cond_wait(&S.cond, &S.lock);
+        if (S.quit) break;
+        S.wake = false;
+        pthread_mutex_unlock(&S.lock);
+        int n = 0;
+        while (rt__sweep_one()) {
+            if (++n % 16 == 0) sched_yield();   /* leave the CPU to mutators now and then */
+        }
+        pthread_mutex_lock(&S.lock);
+    }
+    pthread_mutex_unlock(&S.lock);
+    return NULL;
+}
+
+void rt__sweeper_start(void) {
+    S.quit = false;
+    S.wake = false;
+    S.cursor = RT__NUM_SPAN_CLASSES;
+    if (pthread_create(&S.thread, NULL, sweeper_main, NULL) != 0) rt__fatal("cannot create the sweeper thread");
+    S.running = true;
+}
+
+void rt__sweeper_stop(void) {
+    if (!S.running) return;
+    pthread_mutex_lock(&S.lock);
+    S.quit = true;
+    pthread_cond_broadcast(&S.cond);
+    pthread_mutex_unlock(&S.lock);
+    pthread_join(S.thread, NULL);
+    S.running = false;
+}
+
+void rt__sweeper_wake(void) {
+    pthread_mutex_lock(&S.lock);
+    S.wake = true;
+    pthread_cond_signal(&S.cond);
+    pthread_mutex_unlock(&S.lock);
+}

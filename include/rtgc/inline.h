@@ -1,0 +1,182 @@
+/* rtgc/inline.h -- inline fast paths of the public API (included by rtgc.h).
+ *
+ * Owns: the hot prefix of the span and mcache structures, the global flag
+ * word the fast paths test, and the size-specialized allocation path.
+ *
+ * Every fast path here has an out-of-line twin in the library (rt__*_slow or
+ * the plain function) and falls back to it whenever anything is unusual:
+ * no P (unattached or blocking thread), a collection wants the world,
+ * the write barrier is on, a debug mode counts allocations, the span is
+ * full.  The fast paths are therefore only ever taken in the common state,
+ * and the one load of rt__flags.word decides that. */
+#ifndef RTGC_INLINE_H
+#define RTGC_INLINE_H
+
+#include <string.h>
+#include <rtgc/sizeclasses.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RT__LIKELY(x)   __builtin_expect(!!(x), 1)
+#define RT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define RT__NUM_SPAN_CLASSES (RT_NUM_SIZE_CLASSES * 2)
+#define RT__MAX_NOHEADER_SIZE 512      /* layout objects up to this size keep heap bits in the span */
+#define RT__HEAPBITS_BYTES    128      /* heap bits at the end of a one-page scan span */
+
+/* Type kinds (rt_type.kind). */
+enum { RT__KIND_LAYOUT = 1, RT__KIND_TRACED = 2, RT__KIND_CONSERVATIVE = 3 };
+
+/* The type descriptor.  Immutable once made; never freed before rt_shutdown. */
+struct rt_type {
+    uint32_t    kind;
+    uint32_t    magic;          /* RT__TYPE_MAGIC: catches a stray pointer passed as a type */
+    size_t      size;           /* bytes of one element (layout); 0 for traced/conservative */
+    size_t      ptr_words;      /* words up to and including the last pointer slot */
+    uint64_t    small_mask;     /* pointer bits of one element if size <= 512 */
+    const uint64_t *mask;       /* pointer bits, one per word, ptr_words bits */
+    rt_trace_fn trace;
+    const char *name;
+};
+#define RT__TYPE_MAGIC 0x72747970u
+
+/* Hot prefix of a span (runtime/span.h extends it).  Slot i lives at
+   base + i*elemsize; slot i is free iff i >= freeindex and its allocBit is 0;
+   alloc_cache holds the complement of allocBits from slot freeindex on. */
+typedef struct rt__span {
+    uint64_t  alloc_cache;
+    uintptr_t base;
+    uintptr_t elemsize;
+    uint16_t  freeindex;
+    uint16_t  nelems;
+    uint16_t  alloc_count;
+    uint8_t   needzero;      /* free slots may hold garbage */
+    uint8_t   spanclass;     /* sizeclass << 1 | noscan */
+} rt__span;
+
+/* Hot prefix of a P's allocation cache (runtime/mcache.h extends it). */
+typedef struct rt__mcache {
+    rt__span *alloc[RT__NUM_SPAN_CLASSES];
+    uintptr_t tiny;          /* current 16-byte tiny block, 0 if none */
+    uintptr_t tinyoffset;
+    uint64_t  tiny_allocs;
+} rt__mcache;
+
+/* rt__flags.word is nonzero whenever a fast path must take the slow path:
+   bit 0 the world must stop, bit 1 the write barrier is on, bit 2 every
+   allocation must go through the slow path (gcstress, allocate-black). */
+#define RT__FLAG_STOP      1u
+#define RT__FLAG_WB        2u
+#define RT__FLAG_SLOWALLOC 4u
+typedef struct { volatile uint32_t word; } rt__flags_t;
+extern rt__flags_t rt__flags;
+
+/* The calling thread's mcache while it holds a P, else NULL. */
+extern __thread rt__mcache *rt__tls_mcache __attribute__((tls_model("initial-exec")));
+
+void *rt__alloc_slow(size_t size, const rt_type *type);
+void  rt__store_slow(void *slot, void *value);
+void  rt__safepoint_slow(void);
+
+static inline unsigned rt__size_to_class_inline(size_t size) {
+    if (size <= RT_SMALL_SIZE_MAX - 8)
+        return rt__size_to_class8[(size + RT_SMALL_SIZE_DIV - 1) / RT_SMALL_SIZE_DIV];
+    return rt__size_to_class128[(size - RT_SMALL_SIZE_MAX + RT_LARGE_SIZE_DIV - 1) / RT_LARGE_SIZE_DIV];
+}
+
+/* Take the next free slot of span s, or return 0 (empty cache, or the next
+   index would need a cache refill: the slow path does that). */
+static inline __attribute__((always_inline)) uintptr_t rt__span_next_free_fast(rt__span *s, uintptr_t elemsize) {
+    uint64_t cache = s->alloc_cache;
+    if (RT__UNLIKELY(cache == 0)) return 0;
+    unsigned t = (unsigned)__builtin_ctzll(cache);
+    unsigned idx = s->freeindex + t;
+    unsigned next = idx + 1;
+    if (RT__UNLIKELY(idx >= s->nelems || ((next & 63) == 0 && next != s->nelems))) return 0;
+    s->alloc_cache = cache >> (t + 1);
+    s->freeindex = (uint16_t)next;
+    s->alloc_count++;
+    return s->base + (uintptr_t)idx * elemsize;
+}
+
+/* Write the heap bits of a small layout object: 1 bit per word of the slot,
+   at the end of its one-page span (runtime/heapbits.c has the twin). */
+static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintptr_t base, uintptr_t obj,
+                                                                          uintptr_t elemsize, uint64_t mask) {
+    uint64_t *hb = (uint64_t *)(base + RT_PAGE_SIZE - RT__HEAPBITS_BYTES);
+    uintptr_t w = (obj - base) / 8, nw = elemsize / 8;
+    unsigned i = (unsigned)(w / 64), o = (unsigned)(w % 64);
+    if (o + nw <= 64) {
+        uint64_t clr = (nw == 64 ? ~(uint64_t)0 : (((uint64_t)1 << nw) - 1)) << o;
+        hb[i] = (hb[i] & ~clr) | (mask << o);
+    } else {
+        unsigned rem = (unsigned)(o + nw - 64);
+        hb[i] = (hb[i] & (((uint64_t)1 << o) - 1)) | (mask << o);
+        hb[i + 1] = (hb[i + 1] & ~(((uint64_t)1 << rem) - 1)) | (mask >> (64 - o));
+    }
+}
+
+/* Size-specialized allocation: with a constant size every class lookup
+   below folds at compile time, leaving a TLS load, the flag test, the ctz
+   and the zeroing in the caller. */
+static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size, const rt_type *type) {
+    if (__builtin_constant_p(size) && size > 0 && size <= RT__MAX_NOHEADER_SIZE) {
+        rt__mcache *c = rt__tls_mcache;
+        if (RT__LIKELY(c != NULL && rt__flags.word == 0)) {
+            unsigned cls = rt__size_to_class_inline(size);
+            uintptr_t elemsize = rt__class_to_size[cls];
+            if (type == RT_NOSCAN) {
+                if (size < RT_TINY_SIZE) {
+                    uintptr_t off = c->tinyoffset;
+                    if (size % 8 == 0) off = (off + 7) & ~(uintptr_t)7;
+                    else if (size % 4 == 0) off = (off + 3) & ~(uintptr_t)3;
+                    else if (size % 2 == 0) off = (off + 1) & ~(uintptr_t)1;
+                    if (off + size <= RT_TINY_SIZE && c->tiny != 0) {
+                        c->tinyoffset = off + size;
+                        c->tiny_allocs++;
+                        return (void *)(c->tiny + off);
+                    }
+                } else {
+                    rt__span *s = c->alloc[cls << 1 | 1];
+                    uintptr_t p = rt__span_next_free_fast(s, elemsize);
+                    if (RT__LIKELY(p != 0)) {
+                        if (s->needzero) memset((void *)p, 0, elemsize);
+                        return (void *)p;
+                    }
+                }
+            } else if (type->kind == RT__KIND_LAYOUT && type->size <= RT__MAX_NOHEADER_SIZE
+                       && size <= type->size) {
+                rt__span *s = c->alloc[cls << 1];
+                uintptr_t p = rt__span_next_free_fast(s, elemsize);
+                if (RT__LIKELY(p != 0)) {
+                    if (s->needzero) memset((void *)p, 0, elemsize);
+                    rt__heapbits_write_small(s->base, p, elemsize, type->small_mask);
+                    return (void *)p;
+                }
+            }
+        }
+    }
+    return rt__alloc_slow(size, type);
+}
+
+static inline __attribute__((always_inline)) void rt__store_inline(void *slot, void *value) {
+    if (RT__UNLIKELY(rt__flags.word & RT__FLAG_WB)) { rt__store_slow(slot, value); return; }
+    *(void **)slot = value;
+}
+
+static inline __attribute__((always_inline)) void rt__safepoint_inline(void) {
+    if (RT__UNLIKELY(rt__flags.word & RT__FLAG_STOP)) rt__safepoint_slow();
+}
+
+#define rt_alloc(size, type) rt__alloc_inline((size), (type))
+#define rt_store(slot, value) rt__store_inline((void *)(slot), (void *)(value))
+#define rt_safepoint() rt__safepoint_inline()
+/* Allocate one T: the size is a constant, so the fast path is fully specialized. */
+#define rt_new(T, type) ((T *)rt__alloc_inline(sizeof(T), (type)))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RTGC_INLINE_H */

@@ -1,0 +1,88 @@
+/* runtime/arena.c -- heap arenas and the address index.
+ *
+ * Owns: the map from any address to its 64 MiB arena (one flat array of
+ * 2^22 pointers for a 48-bit address space, reserved once and touched only
+ * where arenas exist) and, per arena, the map from each 8 KiB page to its
+ * span.  Readers (the marker validating a candidate pointer, rt_weak_make,
+ * the barrier) take no lock: arena entries and span entries are published
+ * with release stores after the structure they point to is complete, and a
+ * span is trusted only if its state is in-use and the address lies inside
+ * [base, limit). */
+#include "internal.h"
+
+#include <string.h>
+
+static rt_arena **arena_index;   /* RT_ARENA_L2_ENTRIES entries */
+
+static int arena_index_init(void) {
+    if (arena_index) return 0;
+    size_t bytes = RT_ARENA_L2_ENTRIES * sizeof(rt_arena *);
+    void *p = rt__os_reserve(bytes, rt__os_pagesize());
+    if (!p) return -1;
+    if (rt__os_commit(p, bytes) != 0) { rt__os_unreserve(p, bytes); return -1; }
+    arena_index = p;
+    return 0;
+}
+
+rt_arena *rt__arena_of(uintptr_t p) {
+    if (RT_UNLIKELY(!arena_index || (p >> RT_HEAP_ADDR_BITS) != 0)) return NULL;
+    return ld_acquire(&arena_index[p >> RT_ARENA_SHIFT]);
+}
+
+rt_span *rt__span_of(uintptr_t p) {
+    rt_arena *a = rt__arena_of(p);
+    if (!a) return NULL;
+    return ld_acquire(&a->spans[(p >> RT_PAGE_SHIFT) % RT_PAGES_PER_ARENA]);
+}
+
+rt_span *rt__span_of_heap(uintptr_t p) {
+    rt_span *s = rt__span_of(p);
+    if (!s || ld_acquire(&s->state) != RT_SPAN_INUSE) return NULL;
+    if (p < s->hot.base || p >= s->hot.base + s->npages * RT_PAGE_SIZE) return NULL;
+    return s;
+}
+
+/* Register [base, base+bytes) (whole arenas) in the index. */
+int rt__arena_register(uintptr_t base, size_t bytes) {
+    if (arena_index_init() != 0) return -1;
+    for (uintptr_t a = base; a < base + bytes; a += RT_ARENA_BYTES) {
+        rt_arena *ar = rt__os_alloc(sizeof(rt_arena));
+        if (!ar) return -1;
+        ar->base = a;
+        ar->next = rt__heap.arenas;
+        rt__heap.arenas = ar;
+        st_release(&arena_index[a >> RT_ARENA_SHIFT], ar);
+    }
+    return 0;
+}
+
+/* Point every page of [base, base+npages) at s (NULL to clear). */
+void rt__arena_set_spans(rt_span *s, uintptr_t base, size_t npages) {
+    for (size_t i = 0; i < npages; i++) {
+        uintptr_t p = base + i * RT_PAGE_SIZE;
+        rt_arena *a = rt__arena_of(p);
+        RT_ASSERT(a != NULL);
+        st_release(&a->spans[(p >> RT_PAGE_SHIFT) % RT_PAGES_PER_ARENA], s);
+    }
+}
+
+uintptr_t rt__find_object(uintptr_t p, rt_span **sp, uintptr_t *idxp) {
+    rt_span *s = rt__span_of_heap(p);
+    if (!s || p >= s->limit) return 0;
+    uintptr_t idx = rt__span_obj_index(s, p);
+    if (sp) *sp = s;
+    if (idxp) *idxp = idx;
+    return s->hot.base + idx * s->hot.elemsize;
+}
+
+void rt__arenas_unmap_all(void) {
+    rt_arena *a = rt__heap.arenas;
+    while (a) {
+        rt_arena *next = a->next;
+        arena_index[a->base >> RT_ARENA_SHIFT] = NULL;
+        rt__os_unreserve((void *)a->base, RT_ARENA_BYTES);
+        rt__os_unreserve(a, sizeof(rt_arena));
+        a = next;
+    }
+    rt__heap.arenas = NULL;
+}

@@ -1,0 +1,81 @@
+/* runtime/init.c -- lifecycle and error reporting.
+ *
+ * Owns: rt_init (configuration, heap, collector threads), rt_shutdown
+ * (everything is unmapped and freed; rt_init may run again), the OOM
+ * handler, and the one-line error helpers every other file uses. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void vline(const char *prefix, const char *call, const char *fmt, va_list ap) {
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "rtgc: %s%s%s", prefix, call ? call : "", call ? ": " : "");
+    if (n < 0) n = 0;
+    if ((size_t)n < sizeof buf) vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    fprintf(stderr, "%s\n", buf);
+    fflush(stderr);
+}
+
+void rt__fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vline("fatal error: ", NULL, fmt, ap);
+    va_end(ap);
+    abort();
+}
+
+void rt__misuse(const char *call, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vline("", call, fmt, ap);
+    va_end(ap);
+    abort();
+}
+
+void rt__warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vline("warning: ", NULL, fmt, ap);
+    va_end(ap);
+}
+
+int rt_init(const rt_options *opts) {
+    if (rt__g.initialized) return RT_EALREADY;
+    rt__config_load(opts);
+    rt__os_set_failmmap(rt__cfg.failmmap);
+    rt__os_set_madvdontneed(rt__cfg.madvdontneed);
+    if (rt__heap_init() != 0) return RT_ENOMEM;
+    memset(&rt__g, 0, sizeof rt__g);
+    pthread_mutex_init(&rt__g.world_lock, NULL);
+    pthread_cond_init(&rt__g.world_cond, NULL);
+    rt__g.init_ns = rt__nanotime();
+    rt__flags.word = 0;
+    rt__g.initialized = true;
+    rt__gc_init();
+    return RT_OK;
+}
+
+void rt__procs_free_all(void);
+
+void rt_shutdown(void) {
+    if (!rt__g.initialized) return;
+    rt_thread *self = rt__tls_thread;
+    if (rt__g.nthreads > (self ? 1 : 0))
+        rt__misuse("rt_shutdown", "%d other threads are still attached; detach them before shutting down",
+                   rt__g.nthreads - (self ? 1 : 0));
+    if (self) rt_thread_detach();
+    rt__gc_shutdown();
+    rt__procs_free_all();
+    rt__heap_destroy();
+    rt__types_free_all();
+    rt__g.initialized = false;
+    rt__flags.word = 0;
+}
+
+void rt_set_oom_handler(void (*fn)(size_t request, void *ctx), void *ctx) {
+    rt__g.oom_fn = fn;
+    rt__g.oom_ctx = ctx;
+}

@@ -1,0 +1,270 @@
+/* runtime/internal.h -- shared internals of the allocator and collector:
+ * error reporting, assertions, atomics, and the structures every layer
+ * touches (span, mcache, P, heap, global state).  One declaration per
+ * concept; the code that owns each structure is named in its comment.
+ *
+ * Naming: rt_ is public, rt__ is internal and exported only for the inline
+ * fast paths and the tests; static is file-local. */
+#ifndef RT_INTERNAL_H
+#define RT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rtgc.h"
+#include "os.h"
+#include "pagealloc.h"
+
+/* ---- Errors and assertions ------------------------------------------------ */
+
+/* An unrecoverable internal error: one line on stderr, then abort. */
+void rt__fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2), cold));
+/* Misuse of the API: "rtgc: CALL: what went wrong; the fix", then abort. */
+void rt__misuse(const char *call, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3), cold));
+/* A warning that does not stop the program (bad environment value). */
+void rt__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
+
+#ifdef RT_DEBUG
+#define RT_ASSERT(c) do { if (!(c)) rt__fatal("assertion failed at %s:%d: %s", __FILE__, __LINE__, #c); } while (0)
+#define RT_CHECK(fn_call) ((void)(fn_call))
+#else
+#define RT_ASSERT(c) ((void)0)
+#define RT_CHECK(fn_call) ((void)0)
+#endif
+
+#define RT_LIKELY(x)   RT__LIKELY(x)
+#define RT_UNLIKELY(x) RT__UNLIKELY(x)
+
+#define ld_relaxed(p)      __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ld_acquire(p)      __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define st_relaxed(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define st_release(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define add_relaxed(p, v)  __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+#define cas_acq_rel(p, e, d) __atomic_compare_exchange_n((p), (e), (d), false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+
+/* ---- Geometry ------------------------------------------------------------- */
+
+#define RT_ARENA_SHIFT      26                              /* 64 MiB heap arenas */
+#define RT_ARENA_BYTES      ((uintptr_t)1 << RT_ARENA_SHIFT)
+#define RT_PAGES_PER_ARENA  (RT_ARENA_BYTES / RT_PAGE_SIZE)  /* 8192 */
+#define RT_ARENA_L2_ENTRIES ((uintptr_t)1 << (RT_HEAP_ADDR_BITS - RT_ARENA_SHIFT))
+#define RT_HEADER_SIZE      8                               /* type header of traced/large-layout objects */
+#define RT_TINY_SPAN_CLASS  (RT_TINY_SIZE_CLASS << 1 | 1)
+#define RT_MIN_HEAP         ((uint64_t)4 << 20)             /* Go's defaultHeapMinimum */
+
+static inline unsigned rt__spanclass(unsigned sizeclass, bool noscan) { return sizeclass << 1 | (noscan ? 1u : 0u); }
+static inline unsigned rt__spanclass_size(unsigned spc) { return spc >> 1; }
+static inline bool     rt__spanclass_noscan(unsigned spc) { return spc & 1; }
+
+/* ---- Span (runtime/span.c) -------------------------------------------------
+ *
+ * A run of pages holding objects of one span class (or one large object).
+ * Metadata never lives inside object memory: the struct and both bitmaps are
+ * off-heap.  sweepgen, with h = rt__heap.sweepgen (grows by 2 per cycle):
+ *   h-2 needs sweeping   h-1 being swept   h swept and usable
+ *   h+1 cached since before this sweep phase (stale)   h+3 swept, then cached */
+enum { RT_SPAN_DEAD = 0, RT_SPAN_INUSE = 1 };
+
+typedef struct rt_span {
+    rt__span   hot;              /* alloc_cache, base, elemsize, freeindex, nelems, alloc_count, needzero, spanclass */
+    uintptr_t  limit;            /* end of the object-bearing bytes */
+    size_t     npages;
+    uint8_t   *alloc_bits;       /* 1 bit per slot; with freeindex, the allocation state */
+    uint8_t   *mark_bits;        /* 1 bit per slot; set by the marker, swapped in at sweep */
+    uint8_t   *header_bits;      /* small scan spans: 1 = the slot starts with a type header */
+    uint32_t   divmagic;         /* slot index = (offset * divmagic) >> 32 */
+    uint32_t   sweepgen;
+    uint8_t    state;            /* RT_SPAN_*, stored last when a span is published */
+    uint8_t    in_set;           /* debug: which mcentral set holds it, 0 if none */
+    uint16_t   alloc_count_before_cache;
+    uint16_t   bitmap_words;     /* 64-bit words in each bitmap */
+    const rt_type *large_type;   /* type of a large object (0: noscan or not yet typed) */
+    struct rt_special *specials; /* weak handles, cleanups, finalizers, sorted by offset */
+    pthread_mutex_t special_lock;
+    struct rt_span *next_free;   /* fixalloc free list */
+} rt_span;
+
+rt_span  *rt__span_struct_alloc(void);                 /* heap lock held */
+void      rt__span_struct_free(rt_span *s);            /* heap lock held */
+void      rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool needzero);
+void      rt__span_release_bitmaps(rt_span *s);
+uintptr_t rt__span_next_free(rt_span *s);              /* slow path: refill the cache; 0 when full */
+void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
+bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
+bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);
+bool      rt__span_set_mark(rt_span *s, uintptr_t idx);   /* atomic; true if it was unmarked */
+size_t    rt__span_count_marks(const rt_span *s);
+void      rt__span_check(const rt_span *s);
+static inline uintptr_t rt__span_obj_index(const rt_span *s, uintptr_t p) {
+    return (uintptr_t)(((uint64_t)(p - s->hot.base) * s->divmagic) >> 32);
+}
+static inline bool rt__span_has_heapbits(const rt_span *s) {
+    return !rt__spanclass_noscan(s->hot.spanclass) && s->hot.elemsize <= RT__MAX_NOHEADER_SIZE
+        && rt__spanclass_size(s->hot.spanclass) != 0;
+}
+static inline uint64_t *rt__span_heapbits(const rt_span *s) {
+    return (uint64_t *)(s->hot.base + RT_PAGE_SIZE - RT__HEAPBITS_BYTES);
+}
+
+/* ---- Arenas and the address index (runtime/arena.c) -------------------------
+ * Any address maps to its arena through one lock-free load; the arena maps
+ * each page to its span.  Entries are published with release stores. */
+typedef struct rt_arena {
+    rt_span  *spans[RT_PAGES_PER_ARENA];
+    uintptr_t base;
+    struct rt_arena *next;       /* all arenas, for the verifier and shutdown */
+} rt_arena;
+
+rt_arena *rt__arena_of(uintptr_t p);
+rt_span  *rt__span_of(uintptr_t p);                        /* NULL if not a heap page */
+rt_span  *rt__span_of_heap(uintptr_t p);                   /* in-use span containing p, else NULL */
+int       rt__arena_register(uintptr_t base, size_t bytes);
+void      rt__arena_set_spans(rt_span *s, uintptr_t base, size_t npages);
+/* Find the object containing p: its base, span and slot index. 0 if p is not
+   inside an allocated object. */
+uintptr_t rt__find_object(uintptr_t p, rt_span **sp, uintptr_t *idxp);
+
+/* ---- mcentral (runtime/mcentral.c) ------------------------------------------
+ * Per span class: spans with free slots (partial) and without (full), each
+ * split by sweep parity: set [h/2 % 2] is swept, the other unswept. */
+typedef struct rt_spanset {
+    rt_span **v;
+    size_t    n, cap;
+} rt_spanset;
+
+typedef struct rt_mcentral {
+    pthread_mutex_t lock;
+    unsigned        spanclass;
+    rt_spanset      partial[2], full[2];
+} __attribute__((aligned(64))) rt_mcentral;
+
+rt_span *rt__mcentral_cache_span(rt_mcentral *c);
+void     rt__mcentral_uncache_span(rt_mcentral *c, rt_span *s);
+void     rt__mcentral_push_swept(rt_mcentral *c, rt_span *s, bool full);
+rt_span *rt__mcentral_pop_unswept(rt_mcentral *c);     /* for the sweeper */
+void     rt__mcentral_check(rt_mcentral *c);
+
+/* ---- mcache and P (runtime/mcache.c, runtime/proc.c) ------------------------ */
+typedef struct rt_mcache {
+    rt__mcache hot;              /* alloc[], tiny, tinyoffset, tiny_allocs */
+    uint64_t   scan_alloc;
+} rt_mcache;
+
+void rt__mcache_init(rt_mcache *c);
+void rt__mcache_refill(rt_mcache *c, unsigned spc);
+void rt__mcache_release_all(rt_mcache *c);             /* return every cached span; drop tiny */
+void rt__mcache_check(const rt_mcache *c);
+
+typedef struct rt_p {
+    rt_mcache  mcache;           /* first: rt__tls_mcache points here */
+    int        id;
+    bool       in_use;
+    struct rt_p *next_idle;
+    struct rt_p *next_all;
+} rt_p;
+
+/* A registered mutator thread (runtime/proc.c). */
+enum { RT_T_RUNNING = 1, RT_T_BLOCKING = 2, RT_T_STOPPED = 3 };
+typedef struct rt_thread {
+    int        state;            /* RT_T_*, atomic */
+    rt_p      *p;
+    pthread_t  tid;
+    uintptr_t  stack_lo, stack_hi;
+    uintptr_t  saved_sp;         /* stack pointer when it last stopped or blocked */
+    void      *saved_ctx;        /* registers captured then (unw_context_t) */
+    uint64_t   stress_count;
+    struct rt_thread *next;
+} rt_thread;
+
+extern __thread rt_thread *rt__tls_thread;
+rt_thread *rt__current_thread(void);
+
+/* ---- Global heap state (runtime/mheap.c) ------------------------------------ */
+typedef struct rt_heap {
+    pthread_mutex_t lock;
+    rt__pagealloc  *pages;
+    uint32_t        sweepgen;     /* h; +2 at every mark termination */
+    rt_mcentral     central[RT__NUM_SPAN_CLASSES];
+    rt_arena       *arenas;
+    size_t          pages_inuse_spans;   /* pages in in-use spans */
+    uint64_t        sys_bytes;           /* committed heap arena bytes */
+    /* Accounting; atomics.  heap_live follows Go: a cached span counts whole. */
+    uint64_t        heap_live;
+    uint64_t        heap_marked;
+    uint64_t        total_alloc_bytes, total_alloc_objs;
+    uint64_t        total_free_bytes, total_free_objs;
+    uint64_t        tiny_allocs;
+    uint64_t        large_objs_live;
+    uint64_t        heap_scan;
+} rt_heap;
+extern rt_heap rt__heap;
+
+rt_span *rt__heap_alloc_span(size_t npages, unsigned spc, bool *zeroed);
+void     rt__heap_free_span(rt_span *s);
+void     rt__heap_check(void);
+int      rt__heap_init(void);
+void     rt__heap_destroy(void);
+
+/* ---- Options (runtime/env.c) ---------------------------------------------- */
+typedef struct rt_config {
+    int      gc_percent;         /* -1 = off */
+    int64_t  memory_limit;       /* INT64_MAX = none */
+    int      maxprocs;
+    int      scan_thread_stacks;
+    /* RTDEBUG */
+    int      gctrace, gccheckmark, gcstoptheworld, clobberfree, invalidptr, scavtrace;
+    uint64_t gcstress, failmmap;
+    int      madvdontneed, verify, checkfinalizers;
+} rt_config;
+extern rt_config rt__cfg;
+void rt__config_load(const rt_options *opts);
+int  rt__parse_debug(const char *s, const char *origin);
+
+/* ---- Global state ------------------------------------------------------------ */
+typedef struct rt_global {
+    bool            initialized;
+    uint64_t        init_ns;
+    pthread_mutex_t world_lock;   /* threads list, P pool, stop-the-world */
+    pthread_cond_t  world_cond;
+    rt_thread      *threads;
+    int             nthreads;
+    rt_p           *all_ps, *idle_ps;
+    int             nps;
+    int             stop_depth;   /* >0 while the world is stopped */
+    uint64_t        stop_epoch;
+    void          (*oom_fn)(size_t, void *);
+    void           *oom_ctx;
+} rt_global;
+extern rt_global rt__g;
+
+/* Stop every other attached thread at a safepoint (runtime/proc.c). The
+   caller must hold a P or be unattached (rt_shutdown). */
+void rt__stop_the_world(const char *why);
+void rt__start_the_world(void);
+/* Park the calling thread if a stop is pending (safepoint slow path). */
+void rt__park_if_stopping(void);
+void rt__capture_context(rt_thread *t);
+
+/* ---- Entry points the allocator calls in gc/ ----------------------------- */
+void rt__gc_maybe_start(void);                 /* heap trigger or gcstress */
+void rt__sweep_span(rt_span *s, bool preserve);  /* caller owns it (sweepgen h-1) */
+bool rt__sweep_one(void);                      /* sweep any one span; false when done */
+void rt__gc_init(void);
+void rt__gc_shutdown(void);
+extern volatile int rt__gc_pending;            /* trigger reached; collect before next alloc */
+
+/* Type helpers (runtime/types.c). */
+void rt__types_free_all(void);
+bool rt__type_valid(const rt_type *t);
+
+void rt__arenas_unmap_all(void);
+extern rt_span rt__empty_span;                 /* full dummy span in fresh mcaches */
+extern uint64_t rt__gc_trigger;                /* heap_live that starts a cycle */
+void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type);
+uint64_t rt__type_object_mask(const rt_type *t, size_t size, size_t elemsize);
+const rt_type *rt__object_type(rt_span *s, uintptr_t objbase, uintptr_t *datap);
+
+#endif

@@ -1,0 +1,140 @@
+/* runtime/mcentral.c -- the central span lists, one per span class.
+ *
+ * Owns: rt_mcentral's four span sets and the order in which a span is found
+ * for an mcache (Go's cacheSpan): a swept span with free slots; else sweep
+ * unswept spans of this class on the way (at most 100); else a new span
+ * from the page heap.
+ *
+ * Sets are indexed by sweep parity: with h = rt__heap.sweepgen, set
+ * [(h/2)%2] holds swept spans and the other set unswept ones, so adding 2
+ * to h at mark termination turns every swept span into an unswept one with
+ * no copying.  A span is in at most one set, or cached in one mcache, or
+ * owned by one sweeper (sweepgen h-1, acquired by CAS).  Sets are small
+ * arrays under the mcentral's lock (Go uses lock-free span sets; a lock per
+ * class is uncontended at the refill rate and simpler to verify). */
+#include "internal.h"
+
+#include <string.h>
+
+#define SPAN_BUDGET 100
+
+static void set_push(rt_spanset *ss, rt_span *s) {
+    if (ss->n == ss->cap) {
+        size_t cap = ss->cap ? ss->cap * 2 : 512;
+        rt_span **v = rt__os_alloc(cap * sizeof(rt_span *));
+        if (!v) rt__fatal("out of memory growing a span set to %zu entries", cap);
+        if (ss->v) {
+            memcpy(v, ss->v, ss->n * sizeof(rt_span *));
+            rt__os_unreserve(ss->v, ss->cap * sizeof(rt_span *));
+        }
+        ss->v = v;
+        ss->cap = cap;
+    }
+    ss->v[ss->n++] = s;
+}
+
+static rt_span *set_pop(rt_spanset *ss) {
+    return ss->n ? ss->v[--ss->n] : NULL;
+}
+
+static inline unsigned swept_index(uint32_t h) { return (h / 2) % 2; }
+
+void rt__mcentral_push_swept(rt_mcentral *c, rt_span *s, bool full) {
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    pthread_mutex_lock(&c->lock);
+    set_push(full ? &c->full[swept_index(h)] : &c->partial[swept_index(h)], s);
+    pthread_mutex_unlock(&c->lock);
+}
+
+rt_span *rt__mcentral_pop_unswept(rt_mcentral *c) {
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    unsigned u = 1 - swept_index(h);
+    pthread_mutex_lock(&c->lock);
+    rt_span *s = set_pop(&c->partial[u]);
+    if (!s) s = set_pop(&c->full[u]);
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+static rt_span *pop_locked(rt_mcentral *c, rt_spanset *ss) {
+    pthread_mutex_lock(&c->lock);
+    rt_span *s = set_pop(ss);
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+/* Prime the allocation cache at freeindex (it need not be 64-aligned). */
+static void prime_cache(rt_span *s) {
+    unsigned fi = s->hot.freeindex;
+    rt__span_refill_cache(s, (fi & ~63u) / 8);
+    s->hot.alloc_cache >>= fi % 64;
+}
+
+rt_span *rt__mcentral_cache_span(rt_mcentral *c) {
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    unsigned sw = swept_index(h), un = 1 - sw;
+    rt_span *s = pop_locked(c, &c->partial[sw]);
+    int budget = SPAN_BUDGET;
+    while (!s && budget-- > 0) {
+        rt_span *t = pop_locked(c, &c->partial[un]);
+        if (!t) break;
+        uint32_t want = h - 2;
+        if (cas_acq_rel(&t->sweepgen, &want, h - 1)) {
+            rt__sweep_span(t, true);
+            s = t;
+        }
+    }
+    while (!s && budget-- > 0) {
+        rt_span *t = pop_locked(c, &c->full[un]);
+        if (!t) break;
+        uint32_t want = h - 2;
+        if (!cas_acq_rel(&t->sweepgen, &want, h - 1)) continue;
+        rt__sweep_span(t, true);
+        if (t->hot.alloc_count < t->hot.nelems) s = t;
+        else rt__mcentral_push_swept(c, t, true);
+    }
+    if (!s) {
+        unsigned cls = rt__spanclass_size(c->spanclass);
+        s = rt__heap_alloc_span(rt__class_to_npages[cls], c->spanclass, NULL);
+        if (!s) return NULL;
+    } else {
+        prime_cache(s);   /* slots below freeindex stay allocated */
+    }
+    RT_CHECK(rt__span_check(s));
+    return s;
+}
+
+void rt__mcentral_uncache_span(rt_mcentral *c, rt_span *s) {
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    RT_ASSERT(s->sweepgen == h + 1 || s->sweepgen == h + 3);
+    if (s->sweepgen == h + 1) {
+        /* Cached before this sweep phase began: sweep it now. */
+        st_release(&s->sweepgen, h - 1);
+        rt__sweep_span(s, false);
+        return;
+    }
+    st_release(&s->sweepgen, h);
+    rt__mcentral_push_swept(c, s, s->hot.alloc_count == s->hot.nelems);
+}
+
+void rt__mcentral_check(rt_mcentral *c) {
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    unsigned sw = swept_index(h);
+    pthread_mutex_lock(&c->lock);
+    for (unsigned k = 0; k < 2; k++) {
+        rt_spanset *sets[2] = { &c->partial[k], &c->full[k] };
+        for (int j = 0; j < 2; j++) {
+            for (size_t i = 0; i < sets[j]->n; i++) {
+                rt_span *s = sets[j]->v[i];
+                if (s->hot.spanclass != c->spanclass)
+                    rt__fatal("mcentral check: span of class %u in the list of class %u", s->hot.spanclass, c->spanclass);
+                if (k == sw && s->sweepgen != h)
+                    rt__fatal("mcentral check: span in the swept set has sweepgen %u, heap %u", s->sweepgen, h);
+                if (k == sw && j == 0 && s->hot.alloc_count == s->hot.nelems)
+                    rt__fatal("mcentral check: full span in the partial set");
+                rt__span_check(s);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}

@@ -1,0 +1,243 @@
+/* runtime/proc.c -- threads, Ps, blocking regions and stopping the world.
+ *
+ * Owns: the list of attached threads, the pool of Ps (a P is an mcache:
+ * the right to allocate without locks), and the safepoint protocol.
+ *
+ * Rules:
+ *  - A thread holds a P exactly while it is RUNNING.  rt_enter_blocking
+ *    hands the P back; rt_exit_blocking takes any idle P or makes a new one,
+ *    so no thread ever waits for a P.  Ps beyond RTMAXPROCS that sit idle
+ *    are retired at the next collection.
+ *  - Every state change of a thread happens under world_lock.  The stopper
+ *    sets RT__FLAG_STOP, then waits until no other thread is RUNNING.  A
+ *    RUNNING thread notices the flag at its next safepoint (allocation slow
+ *    path, rt_safepoint, rt_enter_blocking) and parks there as STOPPED.
+ *    BLOCKING threads count as stopped; leaving the blocking region waits
+ *    for the world to restart.
+ *  - Before a thread stops or blocks it records its registers
+ *    (unw_getcontext) and stack pointer, so its stack can be scanned
+ *    conservatively from there to the stack's top while it is not running.
+ *    Hence rt_enter_blocking and rt_exit_blocking must be called in the
+ *    same function, and no heap object may be touched between them. */
+#define UNW_LOCAL_ONLY
+#include "internal.h"
+
+#include <libunwind.h>
+#include <stdlib.h>
+#include <string.h>
+
+rt_global rt__g;
+rt__flags_t rt__flags;
+__thread rt__mcache *rt__tls_mcache __attribute__((tls_model("initial-exec")));
+__thread rt_thread *rt__tls_thread;
+
+rt_thread *rt__current_thread(void) { return rt__tls_thread; }
+
+static rt_p *p_acquire_locked(void) {
+    rt_p *p = rt__g.idle_ps;
+    if (p) {
+        rt__g.idle_ps = p->next_idle;
+    } else {
+        p = calloc(1, sizeof *p);
+        if (!p) rt__fatal("out of memory creating a P");
+        rt__mcache_init(&p->mcache);
+        p->id = rt__g.nps++;
+        p->next_all = rt__g.all_ps;
+        rt__g.all_ps = p;
+    }
+    p->in_use = true;
+    p->next_idle = NULL;
+    return p;
+}
+
+static void p_release_locked(rt_p *p) {
+    p->in_use = false;
+    p->next_idle = rt__g.idle_ps;
+    rt__g.idle_ps = p;
+}
+
+/* World stopped: hand back every P's cached spans; retire idle Ps beyond
+   maxprocs (or beyond the attached threads, whichever is larger). */
+void rt__procs_flush_and_retire(void) {
+    int keep = rt__cfg.maxprocs > rt__g.nthreads ? rt__cfg.maxprocs : rt__g.nthreads;
+    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) rt__mcache_release_all(&p->mcache);
+    rt_p **pp = &rt__g.idle_ps;
+    int idle = 0;
+    while (*pp) {
+        rt_p *p = *pp;
+        if (rt__g.nps - idle > keep || idle >= keep) {
+            *pp = p->next_idle;
+            rt_p **ap = &rt__g.all_ps;
+            while (*ap != p) ap = &(*ap)->next_all;
+            *ap = p->next_all;
+            rt__g.nps--;
+            free(p);
+        } else {
+            idle++;
+            pp = &p->next_idle;
+        }
+    }
+}
+
+/* Free all Ps (rt_shutdown; every cached span is abandoned with the heap). */
+void rt__procs_free_all(void) {
+    while (rt__g.all_ps) {
+        rt_p *p = rt__g.all_ps;
+        rt__g.all_ps = p->next_all;
+        free(p);
+    }
+    rt__g.idle_ps = NULL;
+    rt__g.nps = 0;
+}
+
+static void stack_bounds(rt_thread *t) {
+    pthread_attr_t attr;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+    }
+    t->stack_lo = (uintptr_t)addr;
+    t->stack_hi = (uintptr_t)addr + size;
+}
+
+/* Record registers and stack pointer; the caller's frames stay intact until
+   the thread runs again. */
+void __attribute__((noinline)) rt__capture_context(rt_thread *t) {
+    unw_getcontext((unw_context_t *)t->saved_ctx);
+    t->saved_sp = (uintptr_t)__builtin_frame_address(0);
+}
+
+static void wait_world_running_locked(void) {
+    while (rt__g.stop_depth > 0) pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);
+}
+
+int rt_thread_attach(void) {
+    if (!rt__g.initialized) rt__misuse("rt_thread_attach", "rtgc is not initialized; call rt_init() first");
+    if (rt__tls_thread)
+        rt__misuse("rt_thread_attach", "this thread is already attached; attach once and call rt_thread_detach() before attaching again");
+    rt_thread *t = calloc(1, sizeof *t);
+    void *ctx = calloc(1, sizeof(unw_context_t));
+    if (!t || !ctx) rt__fatal("out of memory attaching a thread");
+    t->saved_ctx = ctx;
+    t->tid = pthread_self();
+    stack_bounds(t);
+    pthread_mutex_lock(&rt__g.world_lock);
+    wait_world_running_locked();
+    t->p = p_acquire_locked();
+    t->state = RT_T_RUNNING;
+    t->next = rt__g.threads;
+    rt__g.threads = t;
+    rt__g.nthreads++;
+    pthread_mutex_unlock(&rt__g.world_lock);
+    rt__tls_thread = t;
+    rt__tls_mcache = &t->p->mcache.hot;
+    return RT_OK;
+}
+
+void rt_thread_detach(void) {
+    rt_thread *t = rt__tls_thread;
+    if (!t) rt__misuse("rt_thread_detach", "this thread is not attached; call it only after rt_thread_attach()");
+    if (t->state == RT_T_BLOCKING)
+        rt__misuse("rt_thread_detach", "called inside a blocking region; call rt_exit_blocking() first");
+    pthread_mutex_lock(&rt__g.world_lock);
+    /* A stop may be waiting for this thread: stop first, then leave. */
+    if (rt__g.stop_depth > 0) {
+        t->state = RT_T_STOPPED;
+        rt__capture_context(t);
+        pthread_cond_broadcast(&rt__g.world_cond);
+        wait_world_running_locked();
+    }
+    p_release_locked(t->p);
+    rt_thread **tp = &rt__g.threads;
+    while (*tp != t) tp = &(*tp)->next;
+    *tp = t->next;
+    rt__g.nthreads--;
+    pthread_cond_broadcast(&rt__g.world_cond);
+    pthread_mutex_unlock(&rt__g.world_lock);
+    rt__tls_thread = NULL;
+    rt__tls_mcache = NULL;
+    free(t->saved_ctx);
+    free(t);
+}
+
+void rt__park_if_stopping(void) {
+    rt_thread *t = rt__tls_thread;
+    if (!t) return;
+    pthread_mutex_lock(&rt__g.world_lock);
+    if (rt__g.stop_depth > 0) {
+        rt__capture_context(t);
+        t->state = RT_T_STOPPED;
+        pthread_cond_broadcast(&rt__g.world_cond);
+        wait_world_running_locked();
+        t->state = RT_T_RUNNING;
+    }
+    pthread_mutex_unlock(&rt__g.world_lock);
+}
+
+void rt__safepoint_slow(void) {
+    if (!rt__tls_thread) return;
+    rt__park_if_stopping();
+}
+
+void (rt_safepoint)(void) {
+    if (rt__flags.word & RT__FLAG_STOP) rt__safepoint_slow();
+}
+
+void rt_enter_blocking(void) {
+    rt_thread *t = rt__tls_thread;
+    if (!t) rt__misuse("rt_enter_blocking", "this thread is not attached; call rt_thread_attach() first");
+    if (t->state == RT_T_BLOCKING)
+        rt__misuse("rt_enter_blocking", "already in a blocking region; pair each call with rt_exit_blocking()");
+    rt__capture_context(t);
+    pthread_mutex_lock(&rt__g.world_lock);
+    p_release_locked(t->p);
+    t->p = NULL;
+    t->state = RT_T_BLOCKING;
+    rt__tls_mcache = NULL;
+    pthread_cond_broadcast(&rt__g.world_cond);
+    pthread_mutex_unlock(&rt__g.world_lock);
+}
+
+void rt_exit_blocking(void) {
+    rt_thread *t = rt__tls_thread;
+    if (!t || t->state != RT_T_BLOCKING)
+        rt__misuse("rt_exit_blocking", "no blocking region is open on this thread; call rt_enter_blocking() first");
+    pthread_mutex_lock(&rt__g.world_lock);
+    wait_world_running_locked();
+    t->p = p_acquire_locked();
+    t->state = RT_T_RUNNING;
+    pthread_mutex_unlock(&rt__g.world_lock);
+    rt__tls_mcache = &t->p->mcache.hot;
+}
+
+void rt__stop_the_world(const char *why) {
+    (void)why;
+    rt_thread *self = rt__tls_thread;
+    pthread_mutex_lock(&rt__g.world_lock);
+    RT_ASSERT(rt__g.stop_depth == 0);
+    rt__g.stop_depth++;
+    __atomic_fetch_or(&rt__flags.word, RT__FLAG_STOP, __ATOMIC_SEQ_CST);
+    /* The caller captured its own context if its stack is to be scanned. */
+    if (self) self->state = RT_T_STOPPED;
+    for (;;) {
+        bool running = false;
+        for (rt_thread *t = rt__g.threads; t; t = t->next)
+            if (t->state == RT_T_RUNNING) { running = true; break; }
+        if (!running) break;
+        pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);
+    }
+    pthread_mutex_unlock(&rt__g.world_lock);
+}
+
+void rt__start_the_world(void) {
+    rt_thread *self = rt__tls_thread;
+    pthread_mutex_lock(&rt__g.world_lock);
+    rt__g.stop_depth--;
+    rt__g.stop_epoch++;
+    __atomic_fetch_and(&rt__flags.word, ~RT__FLAG_STOP, __ATOMIC_SEQ_CST);
+    if (self) self->state = RT_T_RUNNING;
+    pthread_cond_broadcast(&rt__g.world_cond);
+    pthread_mutex_unlock(&rt__g.world_lock);
+}

@@ -1,0 +1,192 @@
+/* runtime/span.c -- span structures and their bitmaps.
+ *
+ * Owns: the off-heap pools for span structs and for allocBits/gcmarkBits,
+ * span initialization, the allocation-cache slow path (Go's nextFreeIndex)
+ * and mark-bit access.  The fast path twin is rt__span_next_free_fast in
+ * include/rtgc/inline.h.
+ *
+ * Invariants: slot i is allocated iff i < freeindex or allocBits[i] is set;
+ * alloc_cache is the complement of allocBits starting at slot freeindex,
+ * refilled at 64-slot boundaries; mark bits are only set by the collector
+ * and become the allocation bits when the span is swept (rt__sweep_span).
+ * The pools are used with the heap lock held. */
+#include "internal.h"
+
+#include <string.h>
+
+/* ---- span struct pool ------------------------------------------------------- */
+
+#define SPAN_CHUNK_BYTES (256 << 10)
+static rt_span *span_free_list;
+
+rt_span *rt__span_struct_alloc(void) {
+    if (!span_free_list) {
+        rt_span *chunk = rt__os_alloc(SPAN_CHUNK_BYTES);
+        if (!chunk) return NULL;
+        size_t n = SPAN_CHUNK_BYTES / sizeof(rt_span);
+        for (size_t i = 0; i < n; i++) {
+            chunk[i].next_free = span_free_list;
+            span_free_list = &chunk[i];
+        }
+    }
+    rt_span *s = span_free_list;
+    span_free_list = s->next_free;
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->special_lock, NULL);
+    return s;
+}
+
+void rt__span_struct_free(rt_span *s) {
+    RT_ASSERT(s->state == RT_SPAN_DEAD);
+    s->next_free = span_free_list;
+    span_free_list = s;
+}
+
+/* ---- bitmap pool: free lists by size in 64-bit words (1..16) ------------- */
+
+#define MAX_BITMAP_WORDS (1024 / 64)
+#define BITMAP_CHUNK_BYTES (256 << 10)
+static uint64_t *bitmap_free[MAX_BITMAP_WORDS + 1];
+static uint8_t  *bitmap_bump, *bitmap_end;
+
+static uint8_t *bitmap_alloc(unsigned words) {
+    uint64_t *b = bitmap_free[words];
+    if (b) {
+        bitmap_free[words] = *(uint64_t **)b;
+    } else {
+        size_t bytes = (size_t)words * 8;
+        if (!bitmap_bump || bitmap_bump + bytes > bitmap_end) {
+            bitmap_bump = rt__os_alloc(BITMAP_CHUNK_BYTES);
+            if (!bitmap_bump) return NULL;
+            bitmap_end = bitmap_bump + BITMAP_CHUNK_BYTES;
+        }
+        b = (uint64_t *)bitmap_bump;
+        bitmap_bump += bytes;
+    }
+    memset(b, 0, (size_t)words * 8);
+    return (uint8_t *)b;
+}
+
+static void bitmap_free_one(uint8_t *b, unsigned words) {
+    *(uint64_t **)b = bitmap_free[words];
+    bitmap_free[words] = (uint64_t *)b;
+}
+
+void rt__span_release_bitmaps(rt_span *s) {
+    if (s->alloc_bits) bitmap_free_one(s->alloc_bits, s->bitmap_words);
+    if (s->mark_bits) bitmap_free_one(s->mark_bits, s->bitmap_words);
+    if (s->header_bits) bitmap_free_one(s->header_bits, s->bitmap_words);
+    s->alloc_bits = s->mark_bits = s->header_bits = NULL;
+}
+
+/* ---- initialization ------------------------------------------------------------ */
+
+void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool needzero) {
+    unsigned cls = rt__spanclass_size(spc);
+    s->hot.base = base;
+    s->npages = npages;
+    s->hot.spanclass = (uint8_t)spc;
+    s->hot.needzero = needzero;
+    s->hot.freeindex = 0;
+    s->hot.alloc_count = 0;
+    s->large_type = NULL;
+    s->specials = NULL;
+    if (cls == 0) {
+        s->hot.elemsize = npages * RT_PAGE_SIZE;
+        s->hot.nelems = 1;
+        s->divmagic = 0;
+    } else {
+        uintptr_t span_bytes = npages * RT_PAGE_SIZE;
+        s->hot.elemsize = rt__class_to_size[cls];
+        /* Small scan spans keep their heap bits in the last 128 bytes. */
+        if (!rt__spanclass_noscan(spc) && s->hot.elemsize <= RT__MAX_NOHEADER_SIZE)
+            span_bytes -= RT__HEAPBITS_BYTES;
+        s->hot.nelems = (uint16_t)(span_bytes / s->hot.elemsize);
+        s->divmagic = rt__class_to_divmagic[cls];
+    }
+    s->limit = base + s->hot.elemsize * s->hot.nelems;
+    s->bitmap_words = (uint16_t)((s->hot.nelems + 63) / 64);
+    s->alloc_bits = bitmap_alloc(s->bitmap_words);
+    s->mark_bits = bitmap_alloc(s->bitmap_words);
+    s->header_bits = rt__span_has_heapbits(s) ? bitmap_alloc(s->bitmap_words) : NULL;
+    if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->header_bits))
+        rt__fatal("out of memory for span bitmaps");
+    s->hot.alloc_cache = ~(uint64_t)0;
+    s->sweepgen = rt__heap.sweepgen;
+    s->in_set = 0;
+}
+
+/* ---- allocation cache --------------------------------------------------------- */
+
+void rt__span_refill_cache(rt_span *s, unsigned whichbyte) {
+    uint64_t v;
+    memcpy(&v, s->alloc_bits + whichbyte, 8);   /* little-endian: slot k at bit k */
+    s->hot.alloc_cache = ~v;
+}
+
+uintptr_t rt__span_next_free(rt_span *s) {
+    unsigned n = s->hot.nelems;
+    unsigned sfi = s->hot.freeindex;
+    if (sfi == n) return 0;
+    uint64_t cache = s->hot.alloc_cache;
+    unsigned bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
+    while (bit == 64) {
+        sfi = (sfi + 64) & ~63u;
+        if (sfi >= n) { s->hot.freeindex = (uint16_t)n; return 0; }
+        rt__span_refill_cache(s, sfi / 8);
+        cache = s->hot.alloc_cache;
+        bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
+    }
+    unsigned result = sfi + bit;
+    if (result >= n) { s->hot.freeindex = (uint16_t)n; return 0; }
+    s->hot.alloc_cache = bit == 63 ? 0 : cache >> (bit + 1);
+    sfi = result + 1;
+    if ((sfi & 63) == 0 && sfi != n) rt__span_refill_cache(s, sfi / 8);
+    s->hot.freeindex = (uint16_t)sfi;
+    s->hot.alloc_count++;
+    return s->hot.base + (uintptr_t)result * s->hot.elemsize;
+}
+
+/* ---- bit access --------------------------------------------------------------- */
+
+bool rt__span_is_free(const rt_span *s, uintptr_t idx) {
+    if (idx < s->hot.freeindex) return false;
+    return !(s->alloc_bits[idx / 8] & (1u << (idx % 8)));
+}
+
+bool rt__span_is_marked(const rt_span *s, uintptr_t idx) {
+    return ld_relaxed(&s->mark_bits[idx / 8]) & (1u << (idx % 8));
+}
+
+bool rt__span_set_mark(rt_span *s, uintptr_t idx) {
+    uint8_t bit = (uint8_t)(1u << (idx % 8));
+    uint8_t *b = &s->mark_bits[idx / 8];
+    if (ld_relaxed(b) & bit) return false;
+    return !(__atomic_fetch_or(b, bit, __ATOMIC_RELAXED) & bit);
+}
+
+size_t rt__span_count_marks(const rt_span *s) {
+    size_t n = 0;
+    const uint64_t *w = (const uint64_t *)s->mark_bits;
+    for (unsigned i = 0; i < s->bitmap_words; i++) n += (size_t)__builtin_popcountll(w[i]);
+    return n;
+}
+
+/* Structural invariants of one in-use span. */
+void rt__span_check(const rt_span *s) {
+    if (s->state != RT_SPAN_INUSE) rt__fatal("span check: span %p is not in use", (void *)s);
+    unsigned cls = rt__spanclass_size(s->hot.spanclass);
+    if (s->hot.base % RT_PAGE_SIZE) rt__fatal("span check: base %#lx not page aligned", (unsigned long)s->hot.base);
+    if (cls != 0 && s->npages != rt__class_to_npages[cls])
+        rt__fatal("span check: class %u span has %zu pages, want %u", cls, s->npages, rt__class_to_npages[cls]);
+    if (s->hot.freeindex > s->hot.nelems || s->hot.alloc_count > s->hot.nelems)
+        rt__fatal("span check: freeindex %u / alloc_count %u beyond nelems %u",
+                  s->hot.freeindex, s->hot.alloc_count, s->hot.nelems);
+    if (s->limit > s->hot.base + s->npages * RT_PAGE_SIZE) rt__fatal("span check: limit past the span end");
+    /* alloc_count equals the allocated slots: below freeindex, or bit set. */
+    size_t allocated = 0;
+    for (uintptr_t i = 0; i < s->hot.nelems; i++) allocated += !rt__span_is_free(s, i);
+    if (allocated != s->hot.alloc_count)
+        rt__fatal("span check: span %#lx class %u counts %u allocated slots, bitmap says %zu",
+                  (unsigned long)s->hot.base, cls, s->hot.alloc_count, allocated);
+}
