@@ -1,0 +1,183 @@
+/* tests/test_alloc.c -- allocation: size classes in use, zeroing, where type
+ * metadata is written (heap bits, headers, large spans), the tiny allocator,
+ * the size-specialized inline path, and rt_usable_size. */
+#include <criterion/criterion.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void setup(void) {
+    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 1 };
+    cr_assert_eq(rt_init(&o), RT_OK);
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+}
+static void teardown(void) { rt_shutdown(); }
+
+TestSuite(alloc, .init = setup, .fini = teardown);
+
+static bool all_zero(const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) if (c[i]) return false;
+    return true;
+}
+
+Test(alloc, every_class_gets_its_slot_size) {
+    for (unsigned cls = 2; cls < RT_NUM_SIZE_CLASSES; cls++) {
+        size_t sz = rt__class_to_size[cls];
+        if (sz > RT_MAX_SMALL_ALLOC) continue;
+        void *p = (rt_alloc)(sz, RT_NOSCAN);
+        rt_span *s = rt__span_of_heap((uintptr_t)p);
+        cr_assert_not_null(s, "class %u: object %p not in a heap span", cls, p);
+        cr_assert_eq(rt__spanclass_size(s->hot.spanclass), cls, "size %zu landed in class %u", sz, rt__spanclass_size(s->hot.spanclass));
+        cr_assert(rt__spanclass_noscan(s->hot.spanclass));
+        cr_assert_eq(s->npages, rt__class_to_npages[cls]);
+        cr_assert_eq(rt_usable_size(p), sz);
+        /* metadata is off-heap: the span struct is not inside the span */
+        cr_assert((uintptr_t)s < s->hot.base || (uintptr_t)s >= s->hot.base + s->npages * RT_PAGE_SIZE);
+    }
+}
+
+Test(alloc, memory_is_zeroed_even_after_reuse) {
+    /* Dirty many objects, drop them, collect, and allocate again. */
+    for (int round = 0; round < 3; round++) {
+        for (size_t sz = 1; sz < 3000; sz += 37) {
+            unsigned char *p = (rt_alloc)(sz, RT_NOSCAN);
+            cr_assert(all_zero(p, sz), "round %d size %zu not zeroed", round, sz);
+            memset(p, 0xab, rt_usable_size(p));
+        }
+        rt_gc();
+    }
+    unsigned char *big = (rt_alloc)(100000, RT_NOSCAN);
+    cr_assert(all_zero(big, 100000));
+    memset(big, 0xcd, 100000);
+    big = NULL;
+    rt_gc();
+    unsigned char *big2 = (rt_alloc)(100000, RT_NOSCAN);
+    cr_assert(all_zero(big2, 100000));
+}
+
+typedef struct Three { void *a; long n; void *b; } Three;
+
+Test(alloc, small_layout_objects_write_heap_bits) {
+    size_t offs[] = { offsetof(Three, a), offsetof(Three, b) };
+    const rt_type *t = rt_type_layout("three", sizeof(Three), offs, 2);
+    for (int i = 0; i < 100; i++) {
+        Three *o = (i % 2) ? rt_new(Three, t) : (rt_alloc)(sizeof(Three), t);
+        rt_span *s = rt__span_of_heap((uintptr_t)o);
+        cr_assert(rt__span_has_heapbits(s));
+        uintptr_t w = ((uintptr_t)o - s->hot.base) / 8;
+        const uint64_t *hb = rt__span_heapbits(s);
+        for (uintptr_t k = 0; k < s->hot.elemsize / 8; k++) {
+            int bit = hb[(w + k) / 64] >> ((w + k) % 64) & 1;
+            cr_assert_eq(bit, k == 0 || k == 2, "object %d word %lu heap bit %d", i, (unsigned long)k, bit);
+        }
+        uintptr_t idx = rt__span_obj_index(s, (uintptr_t)o);
+        cr_assert_eq(s->header_bits[idx / 8] >> (idx % 8) & 1, 0, "layout object marked as having a header");
+    }
+}
+
+Test(alloc, arrays_repeat_the_layout_in_heap_bits) {
+    size_t offs[] = { 0 };
+    const rt_type *t = rt_type_layout("ptr+long", 16, offs, 1);
+    void **a = rt_alloc_array(t, 5);   /* 80 bytes: heap bits, pattern 1010101010 */
+    rt_span *s = rt__span_of_heap((uintptr_t)a);
+    uintptr_t w = ((uintptr_t)a - s->hot.base) / 8;
+    const uint64_t *hb = rt__span_heapbits(s);
+    for (uintptr_t k = 0; k < 10; k++)
+        cr_assert_eq(hb[(w + k) / 64] >> ((w + k) % 64) & 1, k % 2 == 0, "word %lu", (unsigned long)k);
+}
+
+static void no_trace(void *obj, size_t size, rt_visitor *v) { (void)obj; (void)size; (void)v; }
+
+Test(alloc, traced_conservative_and_big_layout_objects_carry_a_header) {
+    const rt_type *tr = rt_type_traced("tr", no_trace);
+    size_t offs[] = { 0 };
+    const rt_type *big = rt_type_layout("big", 1024, offs, 1);
+    const rt_type *types[] = { tr, RT_CONSERVATIVE, big };
+    size_t sizes[] = { 40, 100, 1024 };
+    for (int i = 0; i < 3; i++) {
+        char *o = (rt_alloc)(sizes[i], types[i]);
+        rt_span *s = rt__span_of_heap((uintptr_t)o);
+        uintptr_t base = rt__find_object((uintptr_t)o, NULL, NULL);
+        cr_assert_eq((uintptr_t)o, base + RT_HEADER_SIZE, "type %d: object not 8 bytes into its slot", i);
+        cr_assert_eq(*(const rt_type **)base, types[i]);
+        uintptr_t data;
+        cr_assert_eq(rt__object_type(s, base, &data), types[i]);
+        cr_assert_eq(data, (uintptr_t)o);
+        cr_assert_eq(rt_usable_size(o), s->hot.elemsize - RT_HEADER_SIZE);
+        cr_assert_geq(rt_usable_size(o), sizes[i]);
+    }
+}
+
+Test(alloc, large_objects_get_their_own_span_and_keep_the_type_there) {
+    size_t offs[] = { 0 };
+    const rt_type *t = rt_type_layout("cell", 8, offs, 1);
+    void **a = rt_alloc_array(t, 10000);   /* 80000 bytes */
+    rt_span *s = rt__span_of_heap((uintptr_t)a);
+    cr_assert_eq((uintptr_t)a, s->hot.base);
+    cr_assert_eq(rt__spanclass_size(s->hot.spanclass), 0);
+    cr_assert_eq(s->npages, (80000 + RT_PAGE_SIZE - 1) / RT_PAGE_SIZE);
+    cr_assert_eq(s->large_type, t);
+    cr_assert_eq(rt__span_of_heap((uintptr_t)a + 79999), s, "interior pages map to the span");
+    cr_assert_geq(rt_usable_size(a), 80000);
+    /* 32760 is still small, 32761 is large (Go 1.22+ rule) */
+    void *p = (rt_alloc)(32760, RT_NOSCAN), *q = (rt_alloc)(32761, RT_NOSCAN);
+    cr_assert_neq(rt__spanclass_size(rt__span_of_heap((uintptr_t)p)->hot.spanclass), 0);
+    cr_assert_eq(rt__spanclass_size(rt__span_of_heap((uintptr_t)q)->hot.spanclass), 0);
+}
+
+Test(alloc, tiny_objects_share_blocks_with_go_alignment) {
+    char *a = rt_alloc(1, RT_NOSCAN);     /* new block, offset 0 */
+    char *b = rt_alloc(4, RT_NOSCAN);     /* aligned to 4 */
+    char *c = rt_alloc(2, RT_NOSCAN);     /* aligned to 2 */
+    char *d = rt_alloc(8, RT_NOSCAN);     /* 8-aligned: does not fit, new block */
+    cr_assert_eq((uintptr_t)a % 16, 0);
+    cr_assert_eq((uintptr_t)b, (uintptr_t)a + 4);
+    cr_assert_eq((uintptr_t)c, (uintptr_t)a + 8);
+    cr_assert_eq((uintptr_t)d % 8, 0);
+    cr_assert_neq((uintptr_t)d & ~(uintptr_t)15, (uintptr_t)a & ~(uintptr_t)15);
+    char *e = (rt_alloc)(3, RT_NOSCAN);   /* generic path agrees with the inline one */
+    cr_assert(((uintptr_t)e & ~(uintptr_t)15) == ((uintptr_t)a & ~(uintptr_t)15) ||
+              ((uintptr_t)e & ~(uintptr_t)15) == ((uintptr_t)d & ~(uintptr_t)15));
+    /* 16 bytes and pointerful small objects never use the tiny allocator */
+    char *f = rt_alloc(16, RT_NOSCAN);
+    cr_assert_eq((uintptr_t)f % 16, 0);
+    cr_assert_eq(rt_usable_size(f), 16);
+    rt_span *s = rt__span_of_heap((uintptr_t)a);
+    cr_assert_eq(s->hot.spanclass, RT_TINY_SPAN_CLASS);
+}
+
+Test(alloc, inline_path_and_generic_path_fill_the_same_spans) {
+    void *p = rt_alloc(48, RT_NOSCAN);           /* constant size: inline */
+    size_t n = 48;
+    __asm__ volatile("" : "+r"(n));              /* hide the constant */
+    void *q = rt_alloc(n, RT_NOSCAN);            /* generic */
+    cr_assert_eq(rt__span_of_heap((uintptr_t)p), rt__span_of_heap((uintptr_t)q));
+    cr_assert_eq((uintptr_t)q, (uintptr_t)p + 48, "next slot of the same span");
+}
+
+Test(alloc, span_fills_exactly_and_moves_on) {
+    rt_span *first = NULL;
+    size_t seen = 0;
+    for (;;) {
+        void *p = rt_alloc(256, RT_NOSCAN);
+        rt_span *s = rt__span_of_heap((uintptr_t)p);
+        if (!first) first = s;
+        if (s != first) break;
+        seen++;
+    }
+    cr_assert_eq(seen, first->hot.nelems, "span of %u slots gave %zu", first->hot.nelems, seen);
+    cr_assert_eq(first->hot.alloc_count, first->hot.nelems);
+    rt__span_check(first);
+}
+
+Test(alloc, scan_spans_reserve_their_heap_bits) {
+    size_t offs[] = { 0 };
+    const rt_type *t = rt_type_layout("p64", 64, offs, 1);
+    typedef struct { void *p[8]; } P64;
+    void *o = rt_new(P64, t);
+    rt_span *s = rt__span_of_heap((uintptr_t)o);
+    cr_assert_eq(s->hot.nelems, (RT_PAGE_SIZE - RT__HEAPBITS_BYTES) / 64);   /* 126, as Go */
+    cr_assert_leq(s->limit, (uintptr_t)rt__span_heapbits(s));
+}

@@ -1,0 +1,104 @@
+/* tests/test_sweep_span.c -- sweeping one span: given mark bits, exactly the
+ * unmarked slots become free and come back zeroed; an empty span returns its
+ * pages to the page heap. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void setup(void) {
+    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 1 };
+    cr_assert_eq(rt_init(&o), RT_OK);
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+}
+static void teardown(void) { rt_shutdown(); }
+TestSuite(sweep, .init = setup, .fini = teardown);
+
+/* A full span of class cls, every slot filled with 0xee. */
+static rt_span *full_span(unsigned cls) {
+    unsigned spc = rt__spanclass(cls, true);
+    rt_span *s = rt__heap_alloc_span(rt__class_to_npages[cls], spc, NULL);
+    cr_assert_not_null(s);
+    uintptr_t p;
+    while ((p = rt__span_next_free(s)) != 0) memset((void *)p, 0xee, s->hot.elemsize);
+    cr_assert_eq(s->hot.alloc_count, s->hot.nelems);
+    return s;
+}
+
+static void own_for_sweep(rt_span *s) { s->sweepgen = rt__heap.sweepgen - 1; }
+
+Test(sweep, exactly_the_unmarked_slots_come_back_zeroed) {
+    unsigned cls = 9;   /* 112 B: never touched by anything else in this process */
+    rt_span *s = full_span(cls);
+    unsigned n = s->hot.nelems;
+    bool keep[1024];
+    unsigned kept = 0;
+    for (unsigned i = 0; i < n; i++) {
+        keep[i] = (i * 7 + 3) % 5 < 2 || i == 0 || i == n - 1 || i == 63 || i == 64;
+        if (keep[i]) { rt__span_set_mark(s, i); kept++; }
+    }
+    own_for_sweep(s);
+    rt__sweep_span(s, false);
+    cr_assert_eq(s->sweepgen, rt__heap.sweepgen);
+    cr_assert_eq(s->hot.alloc_count, kept);
+    cr_assert(s->hot.needzero);
+    cr_assert_eq(rt__span_count_marks(s), 0, "fresh mark bits after the swap");
+    for (unsigned i = 0; i < n; i++) cr_assert_eq(!rt__span_is_free(s, i), keep[i], "slot %u", i);
+    /* The span is now the only partial span of its class: rt_alloc takes
+       from it, returning exactly the freed slots in address order, zeroed. */
+    unsigned got = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (keep[i]) continue;
+        unsigned char *p = (rt_alloc)(112, RT_NOSCAN);
+        cr_assert_eq((uintptr_t)p, s->hot.base + (uintptr_t)i * 112, "freed slot %u expected", i);
+        for (int k = 0; k < 112; k++) cr_assert_eq(p[k], 0, "slot %u byte %d not zeroed", i, k);
+        got++;
+    }
+    cr_assert_eq(got, n - kept);
+    unsigned char *next = (rt_alloc)(112, RT_NOSCAN);
+    cr_assert_neq(rt__span_of_heap((uintptr_t)next), s, "the span is full again");
+}
+
+Test(sweep, an_empty_span_returns_its_pages) {
+    rt_span *s = full_span(40);   /* 2688 B, 1 page */
+    uintptr_t base = s->hot.base;
+    size_t inuse = rt__pages_inuse(rt__heap.pages);
+    cr_assert(rt__pages_is_allocated(rt__heap.pages, base));
+    own_for_sweep(s);
+    rt__sweep_span(s, false);
+    cr_assert_not(rt__pages_is_allocated(rt__heap.pages, base));
+    cr_assert_eq(rt__pages_inuse(rt__heap.pages), inuse - 1);
+    cr_assert_null(rt__span_of_heap(base), "the address no longer maps to a span");
+    rt__heap_check();
+}
+
+Test(sweep, preserve_keeps_an_empty_span_for_the_caller) {
+    rt_span *s = full_span(41);
+    own_for_sweep(s);
+    rt__sweep_span(s, true);
+    cr_assert_eq(s->state, RT_SPAN_INUSE);
+    cr_assert_eq(s->hot.alloc_count, 0);
+    cr_assert(rt__span_next_free(s) == s->hot.base, "first slot free again");
+}
+
+Test(sweep, clobberfree_fills_freed_slots) {
+    rt__cfg.clobberfree = 1;
+    rt_span *s = full_span(12);   /* 160 B */
+    rt__span_set_mark(s, 1);
+    own_for_sweep(s);
+    rt__sweep_span(s, false);
+    uint32_t *freed = (uint32_t *)s->hot.base, *kept = (uint32_t *)(s->hot.base + 160);
+    cr_assert_eq(freed[0], 0xdeadbeefu);
+    cr_assert_eq(freed[39], 0xdeadbeefu);
+    cr_assert_eq(kept[0], 0xeeeeeeeeu, "marked slot untouched");
+}
+
+Test(sweep, a_marked_free_slot_is_reported, .signal = SIGABRT) {
+    unsigned spc = rt__spanclass(10, true);
+    rt_span *s = rt__heap_alloc_span(1, spc, NULL);
+    rt__span_next_free(s);            /* slot 0 allocated, slot 5 free */
+    rt__span_set_mark(s, 5);
+    own_for_sweep(s);
+    rt__sweep_span(s, false);
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Count individual test cases in a meson testlog.json.
+
+Criterion binaries report "Synthesis: Tested: N | Passing: N | Failing: N |
+Crashing: N"; runner scripts report "N passed, N failed".  A test whose
+output has neither counts as one case, passed or failed by meson's result.
+Prints "P passed, F failed"."""
+import json, re, sys
+
+synth = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
+plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
+passed = failed = 0
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    print("0 passed, 1 failed")
+    sys.exit(0)
+for line in lines:
+    if not line.strip():
+        continue
+    t = json.loads(line)
+    out = (t.get("stdout") or "") + (t.get("stderr") or "")
+    ok = t.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
+    m = synth.findall(out)
+    p = plain.findall(out)
+    if m:
+        tp = sum(int(x[1]) for x in m); tf = sum(int(x[2]) + int(x[3]) for x in m)
+    elif p:
+        tp = int(p[-1][0]); tf = int(p[-1][1])
+    else:
+        tp, tf = (1, 0) if ok else (0, 1)
+    if not ok and tf == 0:
+        tf = 1  # failed at the meson level (timeout, crash after reporting)
+    passed += tp
+    failed += tf
+print(f"{passed} passed, {failed} failed")
