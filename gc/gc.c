@@ -43,7 +43,7 @@ static void gc_acquire(void) {
     rt_thread *t = rt__tls_thread;
     pthread_mutex_lock(&rt__g.world_lock);
     while (C.running || rt__g.stop_depth > 0) {
-        if (t) {
+        if (t && t->state == RT_T_RUNNING) {
             rt__capture_context(t);
             t->state = RT_T_STOPPED;
             pthread_cond_broadcast(&rt__g.world_cond);
@@ -117,11 +117,16 @@ static void collect(int why) {
     /* 3. Mark termination. */
     uint64_t t2 = rt__nanotime();
     st_release(&rt__heap.sweepgen, rt__heap.sweepgen + 2);
-    rt__sweep_begin_cycle();
     st_relaxed(&rt__heap.heap_marked, marked);
     st_relaxed(&rt__heap.heap_live, marked);
     rt__pacer_commit(marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
+    /* Only now let sweepers find the new unswept spans: the background
+       sweeper is no mutator and keeps running while the world is stopped,
+       so with the cursor reset before the verifier it swept spans the
+       verifier was counting ("spans hold N allocated bytes, accounting
+       says M"). */
+    rt__sweep_begin_cycle();
     if (rt__cfg.gcstoptheworld >= 2) rt__sweep_finish();
     uint64_t t3 = rt__nanotime();
     uint64_t pause = t3 - t0;

@@ -28,8 +28,8 @@ static pthread_mutex_t roots_lock = PTHREAD_MUTEX_INITIALIZER;
 static rt_root *roots;
 uint64_t rt__last_stack_scan, rt__last_globals_scan;
 
-static rt_root *root_new(int what) {
-    if (!rt__g.initialized) rt__misuse("rt_root_add", "rtgc is not initialized; call rt_init() first");
+static rt_root *root_new(int what, const char *call) {
+    if (!rt__g.initialized) rt__misuse(call, "rtgc is not initialized; call rt_init() first");
     rt_root *r = calloc(1, sizeof *r);
     if (!r) rt__fatal("out of memory registering a root");
     r->what = what;
@@ -44,7 +44,7 @@ static rt_root *root_new(int what) {
 rt_root *rt_root_add(void *slot) {
     if (!slot || (uintptr_t)slot % sizeof(void *))
         rt__misuse("rt_root_add", "slot %p is not an aligned pointer slot; pass the address of a void* variable", slot);
-    rt_root *r = root_new(ROOT_SLOT);
+    rt_root *r = root_new(ROOT_SLOT, "rt_root_add");
     r->base = (uintptr_t)slot;
     r->bytes = sizeof(void *);
     r->kind = RT_ROOT_PRECISE;
@@ -58,7 +58,7 @@ rt_root *rt_root_add_range(void *base, size_t bytes, int kind) {
     if (kind == RT_ROOT_PRECISE && ((uintptr_t)base % sizeof(void *) || bytes % sizeof(void *)))
         rt__misuse("rt_root_add_range", "a precise range must be pointer-aligned and a whole number of pointers "
                    "(base %p, %zu bytes)", base, bytes);
-    rt_root *r = root_new(ROOT_RANGE);
+    rt_root *r = root_new(ROOT_RANGE, "rt_root_add_range");
     r->base = (uintptr_t)base;
     r->bytes = bytes;
     r->kind = kind;
@@ -67,7 +67,7 @@ rt_root *rt_root_add_range(void *base, size_t bytes, int kind) {
 
 rt_root *rt_root_add_scanner(void (*scan)(rt_visitor *v, void *ctx), void *ctx) {
     if (!scan) rt__misuse("rt_root_add_scanner", "scan function is NULL; pass a function that calls rt_visit per root");
-    rt_root *r = root_new(ROOT_SCANNER);
+    rt_root *r = root_new(ROOT_SCANNER, "rt_root_add_scanner");
     r->scan = scan;
     r->ctx = ctx;
     return r;

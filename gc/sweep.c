@@ -133,7 +133,13 @@ bool rt__sweep_one(void) {
 }
 
 void rt__sweep_begin_cycle(void) {
-    st_relaxed(&S.cursor, 0);
+    /* A sweeper that entered rt__sweep_one before the sweepgen flip holds
+       the old h; if it saw the reset cursor it would pop a span of the new
+       unswept set, fail the CAS on h-2 and drop the span from every set.
+       Such a sweeper finds the old cursor exhausted and leaves at once:
+       wait for it before resetting. */
+    while (__atomic_load_n(&S.active, __ATOMIC_SEQ_CST) > 0) sched_yield();
+    __atomic_store_n(&S.cursor, 0, __ATOMIC_SEQ_CST);
 }
 
 void rt__sweep_finish(void) {

@@ -44,11 +44,22 @@ void rt__warn(const char *fmt, ...) {
 
 int rt_init(const rt_options *opts) {
     if (rt__g.initialized) return RT_EALREADY;
+    if (opts && ((opts->gc_percent < 0 && opts->gc_percent != RT_GC_OFF) || opts->memory_limit < 0 ||
+                 opts->maxprocs < 0 || opts->maxprocs > 4096)) {
+        rt__warn("rt_init: rt_options out of range (gc_percent %d, memory_limit %lld, maxprocs %d); "
+                 "use gc_percent >= 0 or RT_GC_OFF, memory_limit >= 0, maxprocs 0..4096",
+                 opts->gc_percent, (long long)opts->memory_limit, opts->maxprocs);
+        return RT_EINVAL;
+    }
     rt__config_load(opts);
     rt__os_set_failmmap(rt__cfg.failmmap);
     rt__os_set_madvdontneed(rt__cfg.madvdontneed);
     if (rt__heap_init() != 0) return RT_ENOMEM;
+    void (*oom_fn)(size_t, void *) = rt__g.oom_fn;
+    void *oom_ctx = rt__g.oom_ctx;
     memset(&rt__g, 0, sizeof rt__g);
+    rt__g.oom_fn = oom_fn;   /* a handler may be set before rt_init */
+    rt__g.oom_ctx = oom_ctx;
     pthread_mutex_init(&rt__g.world_lock, NULL);
     pthread_cond_init(&rt__g.world_cond, NULL);
     rt__g.init_ns = rt__nanotime();

@@ -176,6 +176,7 @@ typedef struct rt_thread {
     uintptr_t  saved_sp;         /* stack pointer when it last stopped or blocked */
     void      *saved_ctx;        /* registers captured then (unw_context_t) */
     uint64_t   stress_count;
+    int        stw_prev_state;   /* state to restore when this thread restarts the world */
     struct rt_thread *next;
 } rt_thread;
 

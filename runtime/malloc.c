@@ -21,7 +21,7 @@ static void *out_of_memory(const char *call, size_t size) {
         rt__g.oom_fn(size, rt__g.oom_ctx);
         return NULL;
     }
-    rt__fatal("%s: out of memory allocating %zu bytes (the OS refused more memory); "
+    rt__fatal("%s: cannot allocate %zu bytes: the OS refused memory or the size exceeds the heap; "
               "set a handler with rt_set_oom_handler to recover", call, size);
 }
 
@@ -79,7 +79,8 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
     if (size == 0) size = 1;   /* distinct objects, never a shared zero address */
     bool noscan = type == RT_NOSCAN;
     if (noscan && size < RT_TINY_SIZE) return alloc_tiny(c, size);
-    bool header = !noscan && (type->kind != RT__KIND_LAYOUT || size > RT__MAX_NOHEADER_SIZE);
+    bool header = !noscan && (type->kind != RT__KIND_LAYOUT || size > RT__MAX_NOHEADER_SIZE
+                              || type->size > RT__MAX_NOHEADER_SIZE);
     size_t total = size + (header ? RT_HEADER_SIZE : 0);
     if (total < size || total > RT_MAX_SMALL_ALLOC) return alloc_large(size, type);
 
@@ -115,11 +116,11 @@ static void no_p(const char *call) {
                "call rt_exit_blocking() before touching the heap");
 }
 
-void *rt__alloc_slow(size_t size, const rt_type *type) {
+static void *alloc_checked(const char *call, size_t size, const rt_type *type) {
     rt_mcache *c = (rt_mcache *)rt__tls_mcache;
-    if (RT_UNLIKELY(!c)) no_p("rt_alloc");
+    if (RT_UNLIKELY(!c)) no_p(call);
     if (RT_UNLIKELY(!rt__type_valid(type)))
-        rt__misuse("rt_alloc", "the type %p is not an rt_type; pass RT_NOSCAN, RT_CONSERVATIVE or a type "
+        rt__misuse(call, "the type %p is not an rt_type; pass RT_NOSCAN, RT_CONSERVATIVE or a type "
                    "from rt_type_layout/rt_type_traced", (const void *)type);
     if (RT_UNLIKELY(rt__flags.word)) {
         if (rt__flags.word & RT__FLAG_STOP) rt__park_if_stopping();
@@ -134,9 +135,13 @@ void *rt__alloc_slow(size_t size, const rt_type *type) {
         /* Collect and retry once before reporting. */
         rt_gc();
         p = rt__malloc((rt_mcache *)rt__tls_mcache, size, type);
-        if (!p) return out_of_memory("rt_alloc", size);
+        if (!p) return out_of_memory(call, size);
     }
     return p;
+}
+
+void *rt__alloc_slow(size_t size, const rt_type *type) {
+    return alloc_checked("rt_alloc", size, type);
 }
 
 void *(rt_alloc)(size_t size, const rt_type *type) {
@@ -156,7 +161,7 @@ void *rt_alloc_array(const rt_type *elem, size_t count) {
     if (__builtin_mul_overflow(count, esize, &bytes) || bytes > ((size_t)1 << 46))
         rt__misuse("rt_alloc_array", "count %zu times element size %zu overflows; check the count before allocating",
                    count, esize);
-    return rt__alloc_slow(bytes, elem);
+    return alloc_checked("rt_alloc_array", bytes, elem);
 }
 
 size_t rt_usable_size(const void *obj) {

@@ -44,14 +44,23 @@
  * allocator, each pointing at a 1 MiB block of 8192 chunks (plus a "grown"
  * bit per chunk) mapped the first time a chunk in it is grown.
  *
- * Invariants (rt__pages_check verifies the first two):
+ * Scavenging walks grown chunks downward from scav_hi (raised by free,
+ * lowered by a scavenge that runs out of candidates) and takes the highest
+ * free, unscavenged runs of each chunk's bitmap words first; runs that touch
+ * across words and chunks are reported to the callback as one.
+ *
+ * Invariants (rt__pages_check verifies all of them, leaves first):
  *   - every leaf equals the summary of its chunk bitmap (0 if not grown);
- *   - every inner entry equals the merge of its 8 children;
+ *   - every inner entry equals the merge of its 8 children (0 if nothing
+ *     below it was grown); only root entries use the all-free encoding;
  *   - every page below searchAddr is in use;
- *   - a page in use has its scavenged bit clear; scav counts the set bits;
+ *   - a page in use has its scavenged bit clear; the counters equal the
+ *     bit counts (scav = free pages with the scavenged bit);
  *   - no free, unscavenged page lies in a chunk >= scav_hi.
  * Updates recompute the touched leaves from the bitmaps, then merge upward
- * level by level and stop at the first level where no parent changed. */
+ * level by level and stop at the first level where no parent changed.
+ * Misuse (unaligned or overlapping grow) aborts with a one-line message;
+ * freeing pages not in use is caught only in RT_DEBUG builds. */
 #include "pagealloc.h"
 #include "os.h"
 
@@ -197,7 +206,7 @@ static uint64_t chunk_summary(const uint64_t *b) {
         cur = hi;
         /* free bits strictly inside the word, between its first and last 1 */
         uint64_t y = ~x & ~(((uint64_t)1 << lo) - 1) & ~(uint64_t)0 >> hi;
-        if (pop64(y) <= max) continue;
+        if (y == 0 || pop64(y) <= max) continue;
         /* While a run longer than max starts at some bit j, measure it. */
         for (unsigned j; (j = bit_range64(y, max + 1)) < 64;) {
             y >>= j;
@@ -389,8 +398,10 @@ static size_t alloc_range(rt__pagealloc *pa, uintptr_t addr, size_t npages) {
         unsigned hi = end - p >= 64 - lo ? 64 : lo + (unsigned)(end - p);
         uint64_t m = word_mask(lo, hi);
         PA_ASSERT((ch->alloc[w] & m) == 0);
-        scav += pop64(ch->scav[w] & m);
-        ch->scav[w] &= ~m;
+        if (ch->scav[w] & m) {
+            scav += pop64(ch->scav[w] & m);
+            ch->scav[w] &= ~m;
+        }
         ch->alloc[w] |= m;
         p += hi - lo;
     }

@@ -164,7 +164,7 @@ void rt_thread_detach(void) {
 
 void rt__park_if_stopping(void) {
     rt_thread *t = rt__tls_thread;
-    if (!t) return;
+    if (!t || t->state != RT_T_RUNNING) return;   /* blocking threads already count as stopped */
     pthread_mutex_lock(&rt__g.world_lock);
     if (rt__g.stop_depth > 0) {
         rt__capture_context(t);
@@ -216,11 +216,25 @@ void rt__stop_the_world(const char *why) {
     (void)why;
     rt_thread *self = rt__tls_thread;
     pthread_mutex_lock(&rt__g.world_lock);
-    RT_ASSERT(rt__g.stop_depth == 0);
+    int prev = self ? self->state : 0;
+    /* Another stop is in progress (a collection, or stats on another
+       thread): wait for it as a stopped thread, then stop in turn. */
+    while (rt__g.stop_depth > 0) {
+        if (self && self->state == RT_T_RUNNING) {
+            rt__capture_context(self);
+            self->state = RT_T_STOPPED;
+            pthread_cond_broadcast(&rt__g.world_cond);
+        }
+        pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);
+    }
     rt__g.stop_depth++;
     __atomic_fetch_or(&rt__flags.word, RT__FLAG_STOP, __ATOMIC_SEQ_CST);
-    /* The caller captured its own context if its stack is to be scanned. */
-    if (self) self->state = RT_T_STOPPED;
+    /* The caller captured its own context if its stack is to be scanned;
+       a blocking caller stays blocking. */
+    if (self) {
+        self->stw_prev_state = prev;
+        if (prev == RT_T_RUNNING) self->state = RT_T_STOPPED;
+    }
     for (;;) {
         bool running = false;
         for (rt_thread *t = rt__g.threads; t; t = t->next)
@@ -237,7 +251,7 @@ void rt__start_the_world(void) {
     rt__g.stop_depth--;
     rt__g.stop_epoch++;
     __atomic_fetch_and(&rt__flags.word, ~RT__FLAG_STOP, __ATOMIC_SEQ_CST);
-    if (self) self->state = RT_T_RUNNING;
+    if (self) self->state = self->stw_prev_state;
     pthread_cond_broadcast(&rt__g.world_cond);
     pthread_mutex_unlock(&rt__g.world_lock);
 }

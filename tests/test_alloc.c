@@ -181,3 +181,24 @@ Test(alloc, scan_spans_reserve_their_heap_bits) {
     cr_assert_eq(s->hot.nelems, (RT_PAGE_SIZE - RT__HEAPBITS_BYTES) / 64);   /* 126, as Go */
     cr_assert_leq(s->limit, (uintptr_t)rt__span_heapbits(s));
 }
+
+Test(alloc, a_big_layout_type_allocated_small_still_gets_a_header) {
+    size_t offs[] = { 0 };
+    const rt_type *big = rt_type_layout("big", 1024, offs, 1);
+    void *o = (rt_alloc)(64, big);
+    uintptr_t base = rt__find_object((uintptr_t)o, NULL, NULL);
+    cr_assert_eq((uintptr_t)o, base + RT_HEADER_SIZE, "the pointer map comes from the header");
+    cr_assert_eq(*(const rt_type **)base, big);
+}
+
+Test(alloc, inline_path_with_a_smaller_size_than_the_type_stays_in_its_slot) {
+    size_t offs[] = { 0, 24 };
+    const rt_type *t = rt_type_layout("32B", 32, offs, 2);
+    void *o = rt_alloc(16, t);   /* constant 16 < type size 32: generic path, mask cut to the slot */
+    rt_span *s = rt__span_of_heap((uintptr_t)o);
+    cr_assert_eq(s->hot.elemsize, 16);
+    uintptr_t w = ((uintptr_t)o - s->hot.base) / 8;
+    const uint64_t *hb = rt__span_heapbits(s);
+    cr_assert_eq(hb[w / 64] >> (w % 64) & 3, 1, "only word 0 is a pointer in a 16-byte slot");
+    cr_assert_eq(hb[(w + 2) / 64] >> ((w + 2) % 64) & 3, 0, "the next slot's bits are untouched");
+}

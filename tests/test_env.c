@@ -109,3 +109,23 @@ Test(env, malformed_values_warn_once_and_keep_the_default, .init = redirect) {
         "rtgc: warning: RTDEBUG: gctrace=yes is malformed; gctrace takes 0, 1 or 2; keeping the default\n"
         "rtgc: warning: RTDEBUG: unknown setting 'nosuchkey'; accepted keys: gctrace, gccheckmark, gcstoptheworld, gcstress, clobberfree, invalidptr, scavtrace, madvdontneed, failmmap, verify, checkfinalizers (k=v,k=v)\n");
 }
+
+Test(env, out_of_range_options_are_refused, .init = redirect) {
+    clear_env();
+    rt_options o = { .gc_percent = -5, .scan_thread_stacks = 1 };
+    cr_assert_eq(rt_init(&o), RT_EINVAL);
+    rt_options o2 = { .maxprocs = -1, .scan_thread_stacks = 1 };
+    cr_assert_eq(rt_init(&o2), RT_EINVAL);
+    cr_assert_eq(rt_init(NULL), RT_OK, "nothing was half-initialized");
+    rt_shutdown();
+}
+
+static void oom(size_t n, void *ctx) { (void)n; (void)ctx; }
+
+Test(env, an_oom_handler_set_before_init_survives_it) {
+    clear_env();
+    rt_set_oom_handler(oom, NULL);
+    rt_init(NULL);
+    cr_assert_eq(rt__g.oom_fn, oom);
+    rt_shutdown();
+}

@@ -138,3 +138,39 @@ Test(threads, rtmaxprocs_is_parsed) {
     unsetenv("RTMAXPROCS");
     cr_assert_eq(rt__cfg.maxprocs, 3);
 }
+
+static void *stats_reader(void *arg) {
+    (void)arg;
+    rt_thread_attach();
+    rt_mem_stats st;
+    for (int i = 0; i < 200; i++) rt_read_mem_stats(&st);
+    rt_thread_detach();
+    return NULL;
+}
+
+Test(threads, stats_readers_and_collections_take_turns) {
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, stats_reader, NULL);
+    for (int i = 0; i < 50; i++) { rt_gc(); (void)rt_alloc(64, RT_NOSCAN); }
+    rt_enter_blocking();
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    rt_exit_blocking();
+    rt_mem_stats st;
+    rt_read_mem_stats(&st);
+    cr_assert_eq(st.num_gc, 50);
+    rt_thread_detach();
+}
+
+Test(threads, stats_and_safepoints_inside_a_blocking_region_keep_it_blocking) {
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+    rt_enter_blocking();
+    rt_mem_stats st;
+    rt_read_mem_stats(&st);
+    rt_safepoint();
+    cr_assert_eq(rt__tls_thread->state, RT_T_BLOCKING);
+    cr_assert_null(rt__tls_mcache);
+    rt_exit_blocking();
+    cr_assert_not_null(rt_alloc(32, RT_NOSCAN));
+    rt_thread_detach();
+}

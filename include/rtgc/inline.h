@@ -145,8 +145,7 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
                         return (void *)p;
                     }
                 }
-            } else if (type->kind == RT__KIND_LAYOUT && type->size <= RT__MAX_NOHEADER_SIZE
-                       && size <= type->size) {
+            } else if (type->kind == RT__KIND_LAYOUT && type->size == size) {
                 rt__span *s = c->alloc[cls << 1];
                 uintptr_t p = rt__span_next_free_fast(s, elemsize);
                 if (RT__LIKELY(p != 0)) {
