@@ -1,17 +1,49 @@
 /* gc/barrier.c -- the write barrier's out-of-line half.
  *
- * The inline rt_store (include/rtgc/inline.h) stores directly unless
- * RT__FLAG_WB is set.  Marks currently run with the world stopped, so no
- * mutator stores while a mark is in progress and the flag is never set:
- * these functions are the real exported symbols and the slow path kept
- * ready for the concurrent mark, where they will shade the old and the new
- * value (Go's hybrid barrier). */
+ * While a mark runs (RT__FLAG_WB set at mark start with the world stopped,
+ * cleared at mark termination), every pointer store into the heap records
+ * two pointers in the storing P's buffer before the store: the value being
+ * overwritten and the value being written (Go's hybrid barrier: the first
+ * keeps a white object from being hidden by deleting its last heap
+ * reference, the second keeps stores into already-black objects safe).
+ * A full buffer is flushed: each recorded value is validated like an
+ * ambiguous pointer (tagged values, non-heap addresses and NULL are
+ * dropped) and shaded into the P's own work buffers, which go to the
+ * global list when full, at a ragged flush, or at mark termination.
+ * The inline half (include/rtgc/inline.h) costs one load and a predictable
+ * branch while no mark runs. */
 #include "gc.h"
 
 #include <string.h>
 
+void rt__wbuf_flush(rt_p *p) {
+    for (unsigned i = 0; i < p->wbuf_n; i++) {
+        uintptr_t v = p->wbuf[i];
+        if (v >= 4096) rt__shade(&p->gcw, v, false, 0, 0);
+    }
+    p->wbuf_n = 0;
+}
+
+static rt_p *barrier_p(const char *call) {
+    rt_mcache *c = (rt_mcache *)rt__tls_mcache;
+    if (RT_UNLIKELY(!c))
+        rt__misuse(call, "a pointer store into the heap while a collection marks, from a thread without a P "
+                   "(not attached, or inside rt_enter_blocking); attach the thread or leave the blocking region first");
+    return (rt_p *)c;
+}
+
+static inline void record(rt_p *p, uintptr_t old, uintptr_t val) {
+    if (RT_UNLIKELY(p->wbuf_n + 2 > RT_WBUF_ENTRIES)) rt__wbuf_flush(p);
+    p->wbuf[p->wbuf_n++] = old;
+    p->wbuf[p->wbuf_n++] = val;
+}
+
 void rt__store_slow(void *slot, void *value) {
-    *(void **)slot = value;
+    if (ld_relaxed(&rt__flags.word) & RT__FLAG_WB) {
+        rt_p *p = barrier_p("rt_store");
+        record(p, ld_relaxed((uintptr_t *)slot), (uintptr_t)value);
+    }
+    st_relaxed((void **)slot, value);
 }
 
 void (rt_store)(void *slot, void *value) {
@@ -22,5 +54,17 @@ void rt_memmove_ptrs(void *dst, const void *src, size_t bytes) {
     if (((uintptr_t)dst | (uintptr_t)src | bytes) % sizeof(void *))
         rt__misuse("rt_memmove_ptrs", "dst %p, src %p and %zu bytes must all be pointer-aligned; "
                    "use memmove for memory without pointers", dst, src, bytes);
+    if (ld_relaxed(&rt__flags.word) & RT__FLAG_WB) {
+        rt_p *p = barrier_p("rt_memmove_ptrs");
+        const uintptr_t *d = dst, *s = src;
+        for (size_t i = 0; i < bytes / sizeof(void *); i++) record(p, ld_relaxed(&d[i]), ld_relaxed(&s[i]));
+        /* Word by word so a concurrent marker never sees a torn pointer. */
+        uintptr_t *dw = dst;
+        if (dw < s || dw >= s + bytes / sizeof(void *))
+            for (size_t i = 0; i < bytes / sizeof(void *); i++) st_relaxed(&dw[i], ld_relaxed(&s[i]));
+        else
+            for (size_t i = bytes / sizeof(void *); i-- > 0;) st_relaxed(&dw[i], ld_relaxed(&s[i]));
+        return;
+    }
     memmove(dst, src, bytes);
 }

@@ -1,20 +1,31 @@
 /* gc/gc.c -- the collection cycle.
  *
- * One cycle, as Go's, with the mark done while the world is stopped (the
- * phases are kept apart so the concurrent mark can slot in):
+ * A cycle, as Go's (reference notes section 7), run by the collector's own
+ * driver thread:
  *   1. sweep termination: finish sweeping the previous cycle's spans
- *      (concurrently with mutators), then stop the world and hand every
- *      P's cached spans back to their mcentrals (mcaches are empty while
- *      the mark runs; tiny blocks are dropped);
- *   2. mark: roots, thread stacks, then the heap, on RTMAXPROCS markers;
- *   3. mark termination: sweepgen += 2 (every span becomes unswept),
- *      heap_live := bytes marked, the pacer sets the next goal, the heap
- *      verifier runs (debug builds, or RTDEBUG=verify=1); restart the world;
- *   4. sweep: lazily by allocating threads and by the background sweeper;
- *      rt_gc() sweeps everything itself before returning.
- * Only one cycle runs at a time.  A thread that wants to collect while
- * another collects waits counted as stopped (its stack is scanned), so it
- * never delays the stop it is waiting behind. */
+ *      (concurrently with mutators);
+ *   2. mark start, world stopped (pause 1): drop every P's tiny block
+ *      (sub-allocations in an old block would not be black), turn the
+ *      write barrier on and allocation black, shade the registered roots
+ *      and every attached thread's stack and saved registers; restart;
+ *   3. concurrent mark: background workers (25% of RTMAXPROCS: dedicated
+ *      plus fractional, and idle-priority workers) and mark assists
+ *      charged to allocating threads; when the workers run dry, a ragged
+ *      flush asks each running P to publish its barrier and work buffers at
+ *      its next allocation or barrier call (idle Ps are flushed directly);
+ *   4. mark termination, world stopped (pause 2): flush every P's buffers,
+ *      drain what is left, optionally checkmark, barrier off, hand every
+ *      P's cached spans back, sweepgen += 2, heap_live := marked, the
+ *      pacer commits the next goal and trigger, the verifier runs (debug);
+ *   5. sweep: lazily by allocating threads, proportionally to allocation,
+ *      and by the background sweeper; rt_gc() sweeps everything before it
+ *      returns.
+ * RTDEBUG=gcstoptheworld=1 marks with the world stopped instead of 2-4
+ * (one pause); =2 also sweeps with it stopped.
+ *
+ * Threads that wait for the collector (rt_gc, gcstress) wait counted as
+ * stopped, with their registers and stack pointer recorded, so they never
+ * delay a stop and their stacks are scanned. */
 #include "gc.h"
 
 #include <stdio.h>
@@ -22,15 +33,26 @@
 #include <time.h>
 
 volatile int rt__gc_pending;
+volatile int rt__gc_phase;
 uint64_t rt__gc_num;
-extern uint64_t rt__mark_cpu_ns;
+uint64_t rt__flush_epoch;
+
+enum { GC_HEAP, GC_FORCED, GC_STRESS };
 
 static struct {
-    bool     running;            /* a cycle holds the collector (world_lock) */
-    uint64_t num_forced;
-    uint64_t pause_total_ns, last_gc_unix_ns;
-    uint64_t pause_ns[256];
-    uint64_t gc_cpu_ns;
+    /* under world_lock */
+    bool      active;             /* a cycle was requested and has not finished */
+    int       kind;
+    uint64_t  started, completed; /* cycles that passed mark start / finished */
+    pthread_t driver;
+    pthread_cond_t driver_cond;
+    bool      quit, driver_running;
+    /* statistics */
+    uint64_t  num_forced;
+    uint64_t  pause_total_ns, last_gc_unix_ns;
+    uint64_t  pause_ns[256];
+    uint64_t  gc_cpu_ns;
+    uint64_t  assist_ns;          /* this cycle, atomic */
 } C;
 
 static int stw_procs(void) {
@@ -38,29 +60,29 @@ static int stw_procs(void) {
     return n > 0 ? n : 1;
 }
 
-/* Take the collector; counted as stopped while waiting. */
-static void gc_acquire(void) {
-    rt_thread *t = rt__tls_thread;
-    pthread_mutex_lock(&rt__g.world_lock);
-    while (C.running || rt__g.stop_depth > 0) {
-        if (t && t->state == RT_T_RUNNING) {
-            rt__capture_context(t);
-            t->state = RT_T_STOPPED;
-            pthread_cond_broadcast(&rt__g.world_cond);
-        }
-        pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);
-    }
-    if (t) t->state = RT_T_RUNNING;
-    C.running = true;
-    pthread_mutex_unlock(&rt__g.world_lock);
+/* world_lock held: wait on world_cond as a stopped thread until pred. */
+#define WAIT_AS_STOPPED(pred) do {                                            \
+        rt_thread *t_ = rt__tls_thread;                                       \
+        while (!(pred) || rt__g.stop_depth > 0) {                            \
+            if (t_ && t_->state == RT_T_RUNNING) {                            \
+                rt__capture_context(t_);                                      \
+                t_->state = RT_T_STOPPED;                                     \
+                pthread_cond_broadcast(&rt__g.world_cond);                    \
+            }                                                                 \
+            pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);          \
+        }                                                                     \
+        if (t_ && t_->state == RT_T_STOPPED) t_->state = RT_T_RUNNING;        \
+    } while (0)
+
+/* world_lock held. */
+static void request_locked(int kind) {
+    if (C.active) return;
+    C.active = true;
+    C.kind = kind;
+    pthread_cond_signal(&C.driver_cond);
 }
 
-static void gc_release(void) {
-    pthread_mutex_lock(&rt__g.world_lock);
-    C.running = false;
-    pthread_cond_broadcast(&rt__g.world_cond);
-    pthread_mutex_unlock(&rt__g.world_lock);
-}
+/* ---- gctrace ------------------------------------------------------------------------ */
 
 /* Go's fmtNSAsMS: whole ms from 10 ms up, else two significant digits. */
 static void fmt_ms(char *buf, size_t n, uint64_t ns) {
@@ -87,89 +109,263 @@ static double cpu_fraction(void) {
     return (double)C.gc_cpu_ns / ((double)elapsed * stw_procs());
 }
 
-enum { GC_HEAP, GC_FORCED, GC_STRESS };
+typedef struct cycle_times {
+    uint64_t t0, t1, t2, t3;      /* stop 1, restart 1, stop 2, restart 2 */
+    uint64_t heap0, heap1, marked, goal;
+} cycle_times;
 
-static void collect(int why) {
-    gc_acquire();
-    if (why == GC_HEAP && ld_relaxed(&rt__heap.heap_live) < ld_relaxed(&rt__gc_trigger)) {
-        st_relaxed(&rt__gc_pending, 0);   /* another thread's cycle already ran */
-        gc_release();
-        return;
+static void trace_line(const cycle_times *ct, int kind) {
+    char a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
+    int procs = stw_procs();
+    fmt_ms(a, sizeof a, ct->t1 - ct->t0);
+    fmt_ms(b, sizeof b, ct->t2 - ct->t1);
+    fmt_ms(c, sizeof c, ct->t3 - ct->t2);
+    fmt_ms(d, sizeof d, (ct->t1 - ct->t0) * (uint64_t)procs);
+    fmt_ms(e, sizeof e, C.assist_ns);
+    fmt_ms(f, sizeof f, rt__markstats.dedicated_ns + rt__markstats.fractional_ns);
+    fmt_ms(g, sizeof g, rt__markstats.idle_ns);
+    fmt_ms(h, sizeof h, (ct->t3 - ct->t2) * (uint64_t)procs);
+    fprintf(stderr, "gc %llu @%.3fs %d%%: %s+%s+%s ms clock, %s+%s/%s/%s+%s ms cpu, "
+            "%llu->%llu->%llu MB, %llu MB goal, %llu MB stacks, %llu MB globals, %d P%s\n",
+            (unsigned long long)rt__gc_num, (double)(ct->t0 - rt__g.init_ns) / 1e9, (int)(cpu_fraction() * 100),
+            a, b, c, d, e, f, g, h,
+            (unsigned long long)(ct->heap0 >> 20), (unsigned long long)(ct->heap1 >> 20),
+            (unsigned long long)(ct->marked >> 20),
+            (unsigned long long)((ct->goal == UINT64_MAX ? 0 : ct->goal) >> 20),
+            (unsigned long long)(rt__last_stack_scan >> 20), (unsigned long long)(rt__last_globals_scan >> 20),
+            rt__cfg.maxprocs, kind == GC_FORCED ? " (forced)" : "");
+}
+
+/* ---- allocation during a mark --------------------------------------------------------- */
+
+void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
+    if (rt__span_set_mark(s, rt__span_obj_index(s, slot)))
+        add_relaxed(&rt__markstats.bytes_marked, (uint64_t)s->hot.elemsize);
+}
+
+/* Publish a P's barrier buffer and grey objects (the P's owner, or anyone
+   while the P is idle or the world is stopped). */
+static void flush_p(rt_p *p) {
+    rt__wbuf_flush(p);
+    rt__gcwork_dispose(&p->gcw);
+    rt__markstats_add(&p->gcw);
+    p->gcw.bytes_marked = p->gcw.objects_marked = p->gcw.scan_work = 0;
+}
+
+#define GC_OVER_ASSIST_WORK (64 << 10)
+
+void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
+    rt_thread *t = rt__tls_thread;
+    if (p->flush_epoch != ld_acquire(&rt__flush_epoch)) {
+        p->flush_epoch = ld_acquire(&rt__flush_epoch);
+        flush_p(p);
     }
-    st_relaxed(&rt__gc_pending, 0);
-    uint64_t goal_before = rt__gc_goal;
+    t->assist_credit -= (int64_t)bytes;
+    if (t->assist_credit >= 0) return;
+    /* Pay the debt in scan work: first from the workers' unclaimed credit. */
+    double wpb = rt__pacer.assist_work_per_byte, bpw = rt__pacer.assist_bytes_per_work;
+    int64_t work = (int64_t)(-t->assist_credit * wpb);
+    if (work < GC_OVER_ASSIST_WORK) work = GC_OVER_ASSIST_WORK;
+    int64_t bg = ld_relaxed(&rt__pacer.bg_credit);
+    if (bg > 0) {
+        int64_t take = bg < work ? bg : work;
+        __atomic_sub_fetch(&rt__pacer.bg_credit, take, __ATOMIC_RELAXED);
+        t->assist_credit += (int64_t)(take * bpw);
+        work -= take;
+        if (t->assist_credit >= 0) return;
+    }
+    uint64_t t0 = rt__nanotime();
+    int64_t done = rt__drain_n(&p->gcw, work);
+    uint64_t dt = rt__nanotime() - t0;
+    add_relaxed(&C.assist_ns, dt);
+    add_relaxed(&rt__pacer.scan_work, (uint64_t)done);
+    flush_p(p);   /* leave nothing hidden in this P */
+    /* No work left to steal means the mark is nearly over: no debt. */
+    t->assist_credit = done < work ? 0 : t->assist_credit + (int64_t)(done * bpw);
+    rt__pacer_revise();
+}
+
+/* ---- the cycle ------------------------------------------------------------------------ */
+
+/* World stopped: flush or drop per-P state at mark start. */
+static void prepare_ps_for_mark(bool concurrent) {
+    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
+        rt_mcache *c = &p->mcache;
+        if (!concurrent) { rt__mcache_release_all(c); continue; }
+        c->hot.tiny = 0;
+        c->hot.tinyoffset = 0;
+        for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
+            rt_span *s = (rt_span *)c->hot.alloc[i];
+            if (s != &rt__empty_span) st_release(&s->freeindex_for_scan, s->hot.freeindex);
+        }
+        p->wbuf_n = 0;
+        p->flush_epoch = rt__flush_epoch;
+    }
+    for (rt_thread *t = rt__g.threads; t; t = t->next) t->assist_credit = 0;
+}
+
+/* Ask every P to publish its buffers; true if that produced work. */
+static bool ragged_flush(void) {
+    uint64_t before = rt__work_flushed();
+    add_relaxed(&rt__flush_epoch, 1);
+    uint64_t epoch = ld_relaxed(&rt__flush_epoch);
+    pthread_mutex_lock(&rt__g.world_lock);
+    for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
+        if (!p->in_use) { flush_p(p); p->flush_epoch = epoch; }
+    pthread_mutex_unlock(&rt__g.world_lock);
+    /* Running Ps answer at their next allocation or barrier flush. */
+    uint64_t deadline = rt__nanotime() + 1000000;
+    for (;;) {
+        bool all = true;
+        pthread_mutex_lock(&rt__g.world_lock);
+        for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
+            if (p->in_use && ld_acquire(&p->flush_epoch) != epoch) all = false;
+        pthread_mutex_unlock(&rt__g.world_lock);
+        if (all || rt__nanotime() > deadline) break;
+        struct timespec ts = { 0, 50000 };
+        nanosleep(&ts, NULL);
+    }
+    return rt__work_flushed() != before || !rt__work_global_empty();
+}
+
+static void run_cycle(int kind) {
+    cycle_times ct = { 0 };
+    bool concurrent = rt__cfg.gcstoptheworld == 0;
+    ct.goal = rt__gc_goal;
 
     /* 1. Sweep termination. */
     rt__sweep_finish();
-    uint64_t t0 = rt__nanotime();
-    rt_thread *self = rt__tls_thread;
-    if (self) rt__capture_context(self);
-    rt__stop_the_world("gc");
+
+    /* 2. Mark start. */
+    rt__stop_the_world("gc mark start");
+    ct.t0 = rt__nanotime();
+    ct.heap0 = ld_relaxed(&rt__heap.heap_live);
+    rt__markers_reset_stats();
+    st_relaxed(&C.assist_ns, 0);
+    rt__pacer_start_cycle();
+    prepare_ps_for_mark(concurrent);
+    rt_gcwork roots = { 0 };
+    rt__roots_scan(&roots);
+    rt__stacks_scan(&roots);
+    pthread_mutex_lock(&rt__g.world_lock);
+    C.started++;
+    pthread_cond_broadcast(&rt__g.world_cond);
+    pthread_mutex_unlock(&rt__g.world_lock);
+    if (concurrent) {
+        st_relaxed(&rt__gc_phase, RT_PHASE_MARK);
+        __atomic_fetch_or(&rt__flags.word, RT__FLAG_WB | RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
+        rt__gcwork_dispose(&roots);
+        rt__markstats_add(&roots);
+        rt__markers_concurrent_begin();
+        ct.t1 = rt__nanotime();
+        rt__start_the_world();
+
+        /* 3. Concurrent mark. */
+        for (int round = 0; round < 8; round++) {
+            while (!rt__work_wait_quiescent(10000000)) {}
+            if (!ragged_flush()) break;
+        }
+        rt__markers_concurrent_end();
+        rt__stop_the_world("gc mark termination");
+        ct.t2 = rt__nanotime();
+        st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
+    } else {
+        ct.t1 = ct.t2 = rt__nanotime();
+    }
+
+    /* 4. Mark termination: nothing grey may remain anywhere. */
+    ct.heap1 = ld_relaxed(&rt__heap.heap_live);
+    rt_gcwork last = { 0 };
+    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) flush_p(p);
+    if (!concurrent) last = roots;
+    rt__markers_stw_drain(&last);
+    if (rt__cfg.gccheckmark) rt__checkmark();
+    st_relaxed(&rt__gc_phase, RT_PHASE_OFF);
+    __atomic_fetch_and(&rt__flags.word, ~(RT__FLAG_WB | RT__FLAG_SLOWALLOC), __ATOMIC_SEQ_CST);
+    if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
+    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) rt__mcache_release_all(&p->mcache);
     void rt__procs_flush_and_retire(void);
     rt__procs_flush_and_retire();
-    rt__sweep_finish();   /* spans handed back stale, if any */
-    uint64_t heap0 = ld_relaxed(&rt__heap.heap_live);
-    uint64_t t1 = rt__nanotime();
-
-    /* 2. Mark. */
-    uint64_t marked = rt__mark_stw(rt__cfg.maxprocs);
-
-    /* 3. Mark termination. */
-    uint64_t t2 = rt__nanotime();
+    ct.marked = rt__markstats.bytes_marked;
+    rt__pacer.scan_work += rt__markstats.scan_work;
+    rt__pacer.last_heap_scan = rt__markstats.scan_work;
     st_release(&rt__heap.sweepgen, rt__heap.sweepgen + 2);
-    st_relaxed(&rt__heap.heap_marked, marked);
-    st_relaxed(&rt__heap.heap_live, marked);
-    rt__pacer_commit(marked);
+    st_relaxed(&rt__heap.heap_marked, ct.marked);
+    st_relaxed(&rt__heap.heap_live, ct.marked);
+    if (concurrent) rt__pacer_end_cycle(ct.t2 - ct.t1, C.assist_ns, rt__markstats.idle_ns);
+    rt__pacer_commit(ct.marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
-    /* Only now let sweepers find the new unswept spans: the background
-       sweeper is no mutator and keeps running while the world is stopped,
-       so with the cursor reset before the verifier it swept spans the
-       verifier was counting ("spans hold N allocated bytes, accounting
-       says M"). */
     rt__sweep_begin_cycle();
     if (rt__cfg.gcstoptheworld >= 2) rt__sweep_finish();
-    uint64_t t3 = rt__nanotime();
-    uint64_t pause = t3 - t0;
+    else rt__sweep_pace(rt__gc_trigger > ct.marked ? rt__gc_trigger - ct.marked : 0);
+    ct.t3 = rt__nanotime();
+
+    uint64_t pause = (ct.t1 - ct.t0) + (ct.t3 - ct.t2);
     rt__gc_num++;
-    if (why == GC_FORCED) C.num_forced++;
+    if (kind == GC_FORCED) C.num_forced++;
     C.pause_ns[(rt__gc_num + 255) % 256] = pause;
     C.pause_total_ns += pause;
     C.last_gc_unix_ns = unix_ns();
-    C.gc_cpu_ns += (t1 - t0 + t3 - t2) * (uint64_t)stw_procs() + rt__mark_cpu_ns;
+    C.gc_cpu_ns += pause * (uint64_t)stw_procs() + C.assist_ns + rt__markstats.dedicated_ns +
+                   rt__markstats.fractional_ns + rt__markstats.stw_ns;
     rt__start_the_world();
     rt__sweeper_wake();
+    if (rt__cfg.gctrace) trace_line(&ct, kind);
+}
 
-    if (rt__cfg.gctrace) {
-        char a[32], b[32], c[32], d[32], f[32], h[32];
-        fmt_ms(a, sizeof a, t1 - t0);
-        fmt_ms(b, sizeof b, 0);
-        fmt_ms(c, sizeof c, t3 - t1);
-        fmt_ms(d, sizeof d, (t1 - t0) * (uint64_t)stw_procs());
-        fmt_ms(f, sizeof f, rt__mark_cpu_ns);
-        fmt_ms(h, sizeof h, (t3 - t1) * (uint64_t)stw_procs());
-        fprintf(stderr, "gc %llu @%.3fs %d%%: %s+%s+%s ms clock, %s+0/%s/0+%s ms cpu, "
-                "%llu->%llu->%llu MB, %llu MB goal, %llu MB stacks, %llu MB globals, %d P%s\n",
-                (unsigned long long)rt__gc_num, (double)(t0 - rt__g.init_ns) / 1e9, (int)(cpu_fraction() * 100),
-                a, b, c, d, f, h,
-                (unsigned long long)(heap0 >> 20), (unsigned long long)(heap0 >> 20),
-                (unsigned long long)(marked >> 20),
-                (unsigned long long)((goal_before == UINT64_MAX ? 0 : goal_before) >> 20),
-                (unsigned long long)(rt__last_stack_scan >> 20), (unsigned long long)(rt__last_globals_scan >> 20),
-                rt__cfg.maxprocs, why == GC_FORCED ? " (forced)" : "");
+static void *driver_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&rt__g.world_lock);
+    for (;;) {
+        while (!C.quit && !(C.active && C.started == C.completed))
+            pthread_cond_wait(&C.driver_cond, &rt__g.world_lock);
+        if (C.quit) break;
+        int kind = C.kind;
+        pthread_mutex_unlock(&rt__g.world_lock);
+        st_relaxed(&rt__gc_pending, 0);
+        run_cycle(kind);
+        pthread_mutex_lock(&rt__g.world_lock);
+        C.completed++;
+        C.active = false;
+        pthread_cond_broadcast(&rt__g.world_cond);
     }
-    gc_release();
+    pthread_mutex_unlock(&rt__g.world_lock);
+    return NULL;
 }
 
 void rt__gc_maybe_start(void) {
-    if (rt__cfg.gcstress) { collect(GC_STRESS); return; }
-    collect(GC_HEAP);
+    pthread_mutex_lock(&rt__g.world_lock);
+    if (rt__cfg.gcstress) {
+        /* A whole cycle at this allocation, so every Nth allocation is a
+           collection point; other threads keep running during its mark. */
+        WAIT_AS_STOPPED(!C.active);
+        request_locked(GC_STRESS);
+        uint64_t want = C.completed + 1;
+        WAIT_AS_STOPPED(C.completed >= want);
+    } else if (!C.active && ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) {
+        request_locked(GC_HEAP);
+    }
+    st_relaxed(&rt__gc_pending, 0);
+    pthread_mutex_unlock(&rt__g.world_lock);
+}
+
+/* Wait for a cycle in progress (rt_set_gc_percent(RT_GC_OFF), as Go). */
+void rt__gc_wait_idle(void) {
+    pthread_mutex_lock(&rt__g.world_lock);
+    WAIT_AS_STOPPED(!C.active);
+    pthread_mutex_unlock(&rt__g.world_lock);
 }
 
 void rt_gc(void) {
     if (!rt__g.initialized) rt__misuse("rt_gc", "rtgc is not initialized; call rt_init() first");
     if (rt__tls_thread && !rt__tls_mcache)
         rt__misuse("rt_gc", "called between rt_enter_blocking() and rt_exit_blocking(); call rt_exit_blocking() first");
-    collect(GC_FORCED);
+    pthread_mutex_lock(&rt__g.world_lock);
+    WAIT_AS_STOPPED(!C.active);
+    request_locked(GC_FORCED);
+    uint64_t want = C.completed + 1;
+    WAIT_AS_STOPPED(C.completed >= want);
+    pthread_mutex_unlock(&rt__g.world_lock);
     rt__sweep_finish();
 }
 
@@ -185,16 +381,28 @@ void rt__gc_fill_stats(rt_mem_stats *out) {
 
 void rt__gc_init(void) {
     memset(&C, 0, sizeof C);
+    pthread_cond_init(&C.driver_cond, NULL);
     rt__gc_num = 0;
     rt__gc_pending = 0;
+    rt__gc_phase = RT_PHASE_OFF;
+    memset(&rt__pacer, 0, sizeof rt__pacer);
     rt__pacer_commit(0);
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_RELAXED);
     rt__work_init();
-    rt__markers_start(rt__cfg.maxprocs - 1);
+    rt__markers_start(rt__cfg.maxprocs);
     rt__sweeper_start();
+    if (pthread_create(&C.driver, NULL, driver_main, NULL) != 0) rt__fatal("cannot create the collector thread");
+    C.driver_running = true;
 }
 
 void rt__gc_shutdown(void) {
+    pthread_mutex_lock(&rt__g.world_lock);
+    WAIT_AS_STOPPED(!C.active);
+    C.quit = true;
+    pthread_cond_signal(&C.driver_cond);
+    pthread_mutex_unlock(&rt__g.world_lock);
+    if (C.driver_running) pthread_join(C.driver, NULL);
+    C.driver_running = false;
     rt__sweeper_stop();
     rt__markers_stop();
     rt__work_destroy();

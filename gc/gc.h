@@ -1,6 +1,7 @@
-/* gc/gc.h -- internals shared by the collector's files: work buffers and
- * per-marker state (gc/work.c), scanning (gc/mark.c), roots (gc/roots.c),
- * sweeping (gc/sweep.c), pacing (gc/pacer.c), verification (gc/verify.c)
+/* gc/gc.h -- internals shared by the collector's files: work buffers
+ * (gc/work.c), scanning and mark workers (gc/mark.c), the write barrier
+ * (gc/barrier.c), roots (gc/roots.c), sweeping (gc/sweep.c), pacing
+ * (gc/pacer.c), checkmark (gc/checkmark.c), verification (gc/verify.c)
  * and the cycle driver (gc/gc.c). */
 #ifndef RT_GC_H
 #define RT_GC_H
@@ -8,59 +9,72 @@
 #include "internal.h"
 
 /* ---- work buffers (gc/work.c) ---------------------------------------------
- * Grey objects wait in 2 KiB buffers.  Each marker owns two (primary and
- * secondary, one buffer of hysteresis); full buffers go to a global list
- * that idle markers take from.  Items are object addresses, or for objects
- * larger than RT_OBLET_BYTES the start of a 128 KiB "oblet" inside one. */
-#define RT_WORKBUF_ITEMS 253
+ * Items are object addresses, or for objects larger than RT_OBLET_BYTES
+ * the start of a 128 KiB "oblet" inside one. */
 #define RT_OBLET_BYTES   ((uintptr_t)128 << 10)
-
-typedef struct rt_workbuf {
-    struct rt_workbuf *next;
-    size_t             n;
-    uintptr_t          item[RT_WORKBUF_ITEMS];
-} rt_workbuf;
-
-typedef struct rt_gcwork {
-    rt_workbuf *primary, *secondary;
-    uint64_t    bytes_marked;     /* slot bytes of objects this marker blackened */
-    uint64_t    scan_work;        /* bytes scanned */
-    uint64_t    objects_marked;
-    int         id;
-} rt_gcwork;
 
 void        rt__work_init(void);
 void        rt__work_destroy(void);
-void        rt__work_begin(int nmarkers);
+/* Start a drain by nmarkers workers.  With the world stopped (stw), the
+   drain ends when every worker is waiting and the global list is empty.
+   Concurrently, workers wait for more work until rt__work_finish. */
+void        rt__work_begin(bool stw);
+bool        rt__work_join(void);                /* false: that drain is already over */
+void        rt__work_finish(void);
+bool        rt__work_wait_quiescent(uint64_t timeout_ns); /* all workers waiting, list empty */
 void        rt__gcwork_put(rt_gcwork *w, uintptr_t item);
-uintptr_t   rt__gcwork_get(rt_gcwork *w);       /* 0 when the whole mark is done */
+uintptr_t   rt__gcwork_get(rt_gcwork *w);       /* blocks; 0 when the drain is over */
+uintptr_t   rt__gcwork_tryget(rt_gcwork *w);    /* never blocks; 0 if no work at hand */
 void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global list */
+bool        rt__gcwork_empty(const rt_gcwork *w);
 bool        rt__work_global_empty(void);
+void        rt__work_pause_begin(void);         /* a fractional worker sleeping counts as waiting */
+void        rt__work_pause_end(void);
+uint64_t    rt__work_flushed(void);             /* count of buffers published so far */
 
 /* ---- marking (gc/mark.c) ----------------------------------------------------- */
-enum { RT_VISIT_PRECISE = 0, RT_VISIT_AMBIGUOUS = 1 };
-
 struct rt_visitor {
     rt_gcwork     *w;
     uintptr_t      obj;          /* object being scanned (0 for roots), for reports */
     const rt_type *type;
     const char    *root_name;    /* root being scanned, for reports */
+    void         (*edge)(struct rt_visitor *, uintptr_t, bool); /* checkmark's visitor, else NULL */
+    void          *ctx;
 };
 
 /* Grey the object that p points into, if any.  precise: p came from a
    pointer slot, so a pointer into a free slot is a bug (invalidptr). */
 void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uintptr_t from_slot);
 void rt__scan_range(rt_gcwork *w, uintptr_t lo, uintptr_t hi, bool precise, uintptr_t from_obj);
+/* Enumerate the pointer slots of the object at base (for checkmark). */
+void rt__object_edges(uintptr_t base, rt_visitor *v);
+void rt__visit_range(rt_visitor *v, uintptr_t lo, uintptr_t hi, bool precise);
 void rt__drain(rt_gcwork *w);
-/* Mark everything reachable with the world stopped, using nmarkers threads
-   (this one plus helpers).  Returns bytes marked. */
-uint64_t rt__mark_stw(int nmarkers);
+int64_t rt__drain_n(rt_gcwork *w, int64_t work);  /* assists: scan about `work` bytes */
+
+/* Mark workers: a pool of RTMAXPROCS threads.  During a concurrent mark
+   each has a role (dedicated, fractional, idle); a drain with the world
+   stopped uses them all. */
 void rt__markers_start(int n);
 void rt__markers_stop(void);
+void rt__markers_concurrent_begin(void);
+void rt__markers_concurrent_end(void);           /* returns once every worker parked */
+uint64_t rt__markers_stw_drain(rt_gcwork *self_work);
+void rt__markers_reset_stats(void);
+typedef struct rt_markstats {
+    uint64_t bytes_marked, objects, scan_work;
+    uint64_t dedicated_ns, fractional_ns, idle_ns, stw_ns;
+} rt_markstats;
+extern rt_markstats rt__markstats;
+void rt__markstats_add(const rt_gcwork *w);
+
+/* ---- write barrier (gc/barrier.c) --------------------------------------------- */
+void rt__wbuf_flush(rt_p *p);                  /* shade a P's buffered pointers */
 
 /* ---- roots (gc/roots.c) -------------------------------------------------------- */
 void     rt__roots_scan(rt_gcwork *w);          /* registered roots */
 void     rt__stacks_scan(rt_gcwork *w);         /* attached threads, world stopped */
+void     rt__roots_visit(rt_visitor *v);        /* checkmark: every root through v */
 void     rt__roots_free_all(void);
 extern uint64_t rt__last_stack_scan, rt__last_globals_scan;
 
@@ -70,13 +84,28 @@ void rt__sweep_finish(void);                   /* sweep everything; wait for oth
 void rt__sweeper_start(void);
 void rt__sweeper_stop(void);
 void rt__sweeper_wake(void);
+void rt__sweep_pace(uint64_t heap_distance);   /* proportional sweep for this cycle */
 
 /* ---- pacing (gc/pacer.c) ---------------------------------------------------------- */
+typedef struct rt_pacer {
+    uint64_t goal, trigger, triggered_at, heap_marked, last_heap_scan;
+    uint64_t heap_scan;           /* scannable heap estimate for this cycle */
+    double   cons_mark, cons_mark_hist[4];
+    double   assist_work_per_byte, assist_bytes_per_work;
+    int64_t  bg_credit;           /* scan work done by workers not yet claimed by assists */
+    uint64_t scan_work;           /* scan work done this cycle */
+    uint64_t mark_start_ns;
+} rt_pacer;
+extern rt_pacer rt__pacer;
 uint64_t rt__pacer_goal(uint64_t marked);
 void     rt__pacer_commit(uint64_t marked);
+void     rt__pacer_start_cycle(void);
+void     rt__pacer_revise(void);
+void     rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns);
 extern uint64_t rt__gc_goal;
 
-/* ---- verification (gc/verify.c) --------------------------------------------------- */
+/* ---- checkmark and verification ---------------------------------------------------- */
+void rt__checkmark(void);                      /* world stopped, after a concurrent mark */
 void rt__verify_heap(const char *when);
 
 /* ---- cycle statistics (gc/gc.c) ---------------------------------------------------- */

@@ -1,34 +1,63 @@
-/* gc/mark.c -- tri-color marking.
+/* gc/mark.c -- tri-color marking: scanning objects and the mark workers.
  *
  * The algorithm.  Objects are white (mark bit clear), grey (mark bit set
- * and queued in some marker's work buffer), or black (mark bit set and
- * scanned).  Marking starts by shading every root: registered roots and,
- * unless disabled, every attached thread's stack and saved registers
- * (gc/roots.c).  Each marker then repeatedly takes a grey object, scans
- * its pointer slots, and shades what they point to (rt__shade: set the
- * mark bit with an atomic OR; the marker that set it queues the object, so
- * an object is queued at most once per cycle).  Pointer-free objects turn
- * black at once.  Objects larger than 128 KiB are queued as 128 KiB oblets
- * so one huge array spreads over all markers.
+ * and queued in some work buffer), or black (mark bit set and scanned).
+ * A cycle shades every root at mark start with the world stopped
+ * (registered roots and each attached thread's stack and registers,
+ * gc/roots.c), then workers repeatedly take a grey object, scan its pointer
+ * slots and shade what they point to (rt__shade: the atomic OR that sets a
+ * mark bit decides which worker queues the object, so an object is queued
+ * at most once per cycle).  Pointer-free objects turn black at once.
+ * Objects larger than 128 KiB are queued as 128 KiB oblets so one huge
+ * array spreads over all workers.
  *
- * The tri-color invariant: no black object points to a white object.  It
- * holds here because the world is stopped for the whole mark (mutators
- * cannot store), and at the end no grey object remains (gc/work.c's
- * termination: every marker idle and the global list empty), so every
- * object reachable from a root is black and every white object is garbage.
+ * The tri-color invariant, weak form (snapshot at the beginning): every
+ * white object reachable at mark start stays reachable from a grey object
+ * through white objects, or gets shaded.  It holds because
+ *   - roots and stacks are scanned at the snapshot (mark start, world
+ *     stopped), and never rescanned;
+ *   - objects allocated during the mark are black (runtime/malloc.c);
+ *   - every pointer store into the heap during the mark goes through
+ *     rt_store, whose barrier shades the overwritten value (deleting an edge
+ *     cannot hide a white object) and the new one (Go's hybrid barrier);
+ *   - the mark ends with the world stopped, after every P's barrier buffer
+ *     and work buffers are flushed and drained (gc/gc.c), so no grey object
+ *     remains.  Every object reachable at the end is then black; every white
+ *     object is garbage.
+ *
+ * Workers run concurrently with mutators: slots are read with relaxed
+ * atomic loads (a racing store either is seen, or its old value was shaded
+ * by the barrier), and a candidate pointer is trusted only after the arena
+ * index, the span's state and bounds, and the slot's allocation state agree
+ * (any bit pattern is safe).  "Allocated" uses freeindex_for_scan, which the
+ * allocator advances only once the new object is initialized and black.
  *
  * Where pointers are found in an object (runtime/malloc.c writes them):
- *   heap bits (small layout objects), the type header (traced: the
- *   embedder's trace function; layout: the mask tiled over the array;
- *   conservative: every word), the span's large_type (large objects).
- * A candidate pointer is trusted only after the arena index, the span's
- * state and bounds, and the slot's allocation bit agree (any bit pattern
- * is safe).  A precise slot pointing into a free slot is a bug in the
- * embedder; with RTDEBUG=invalidptr=1 it stops the run with a report. */
+ * heap bits (small layout objects), the type header (traced: the embedder's
+ * trace function; layout: the mask tiled over the array; conservative:
+ * every word), the span's large_type (large objects). */
 #include "gc.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+rt_markstats rt__markstats;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void rt__markstats_add(const rt_gcwork *w) {
+    add_relaxed(&rt__markstats.bytes_marked, w->bytes_marked);   /* atomics: allocate-black adds too */
+    add_relaxed(&rt__markstats.objects, w->objects_marked);
+    add_relaxed(&rt__markstats.scan_work, w->scan_work);
+}
+
+void rt__markers_reset_stats(void) {
+    pthread_mutex_lock(&stats_lock);
+    memset(&rt__markstats, 0, sizeof rt__markstats);
+    pthread_mutex_unlock(&stats_lock);
+}
 
 static void report_invalid(uintptr_t p, rt_span *s, uintptr_t from_obj, uintptr_t from_slot) {
     const char *tname = "?";
@@ -50,45 +79,57 @@ static void report_invalid(uintptr_t p, rt_span *s, uintptr_t from_obj, uintptr_
               (unsigned long)from_slot, (unsigned long)p, (unsigned long)s->hot.base);
 }
 
+/* Free for the marker's purposes: not yet handed out, or handed out but not
+   yet initialized (freeindex_for_scan lags until the object is black). */
+static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
+    if (idx < ld_acquire(&s->freeindex_for_scan)) return false;
+    return !(ld_relaxed(&s->alloc_bits[idx / 8]) & (1u << (idx % 8)));
+}
+
 void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uintptr_t from_slot) {
     rt_span *s = rt__span_of_heap(p);
     if (!s || p >= s->limit) return;
     uintptr_t idx = rt__span_obj_index(s, p);
-    if (RT_UNLIKELY(rt__span_is_free(s, idx))) {
+    if (RT_UNLIKELY(free_for_scan(s, idx))) {
         if (precise && rt__cfg.invalidptr) report_invalid(p, s, from_obj, from_slot);
         return;
     }
     if (!rt__span_set_mark(s, idx)) return;
-    uintptr_t base = s->hot.base + idx * s->hot.elemsize;
     w->objects_marked++;
     w->bytes_marked += s->hot.elemsize;
     if (rt__spanclass_noscan(s->hot.spanclass)) return;   /* black at once */
-    rt__gcwork_put(w, base);
+    rt__gcwork_put(w, s->hot.base + idx * s->hot.elemsize);
+}
+
+/* One candidate found in a slot: shade it, or hand it to checkmark. */
+static inline void found(rt_visitor *v, uintptr_t val, bool precise, uintptr_t slot) {
+    if (val < 4096) return;
+    if (RT_UNLIKELY(v->edge != NULL)) { v->edge(v, val, precise); return; }
+    rt__shade(v->w, val, precise, v->obj, slot);
 }
 
 /* Stacks are read word by word, redzones included: the sanitizer would
    report the reads of its own poisoned bytes, which are harmless here. */
 __attribute__((no_sanitize("address")))
-void rt__scan_range(rt_gcwork *w, uintptr_t lo, uintptr_t hi, bool precise, uintptr_t from_obj) {
+static void scan_words(rt_visitor *v, uintptr_t lo, uintptr_t hi, bool precise) {
     lo = (lo + 7) & ~(uintptr_t)7;
-    for (uintptr_t a = lo; a + 8 <= hi; a += 8) {
-        uintptr_t v = *(const uintptr_t *)a;
-        if (v >= 4096) rt__shade(w, v, precise, from_obj, a);
-    }
-    w->scan_work += hi > lo ? hi - lo : 0;
+    for (uintptr_t a = lo; a + 8 <= hi; a += 8) found(v, ld_relaxed((const uintptr_t *)a), precise, a);
+    if (v->w) v->w->scan_work += hi > lo ? hi - lo : 0;
 }
 
-void rt_visit(rt_visitor *v, void *ptr) {
-    if ((uintptr_t)ptr >= 4096) rt__shade(v->w, (uintptr_t)ptr, true, v->obj, v->obj);
+void rt__visit_range(rt_visitor *v, uintptr_t lo, uintptr_t hi, bool precise) { scan_words(v, lo, hi, precise); }
+
+void rt__scan_range(rt_gcwork *w, uintptr_t lo, uintptr_t hi, bool precise, uintptr_t from_obj) {
+    rt_visitor v = { .w = w, .obj = from_obj };
+    scan_words(&v, lo, hi, precise);
 }
 
-void rt_visit_ambiguous(rt_visitor *v, uintptr_t word) {
-    if (word >= 4096) rt__shade(v->w, word, false, v->obj, v->obj);
-}
+void rt_visit(rt_visitor *v, void *ptr) { found(v, (uintptr_t)ptr, true, v->obj); }
+void rt_visit_ambiguous(rt_visitor *v, uintptr_t word) { found(v, word, false, v->obj); }
 
-/* Scan the words of [data, data+bytes) whose bit is set in the type's mask
-   tiled every t->size bytes (arrays of layout elements). */
-static void scan_layout(rt_gcwork *w, uintptr_t obj, uintptr_t data, uintptr_t lo, uintptr_t hi, const rt_type *t) {
+/* The words of [lo, hi) whose bit is set in the type's mask tiled every
+   t->size bytes from data (arrays of layout elements). */
+static void scan_layout(rt_visitor *v, uintptr_t data, uintptr_t lo, uintptr_t hi, const rt_type *t) {
     size_t esize = t->size;
     uintptr_t e = data + (lo - data) / esize * esize;   /* first element touching lo */
     for (; e < hi; e += esize) {
@@ -96,122 +137,200 @@ static void scan_layout(rt_gcwork *w, uintptr_t obj, uintptr_t data, uintptr_t l
             if (!(t->mask[wd / 64] >> (wd % 64) & 1)) continue;
             uintptr_t a = e + wd * 8;
             if (a < lo || a + 8 > hi) continue;
-            uintptr_t v = *(const uintptr_t *)a;
-            if (v >= 4096) rt__shade(w, v, true, obj, a);
+            found(v, ld_relaxed((const uintptr_t *)a), true, a);
         }
     }
-    w->scan_work += hi - lo;
+    if (v->w) v->w->scan_work += hi - lo;
 }
 
-static void scan_heapbits(rt_gcwork *w, rt_span *s, uintptr_t obj) {
+static void scan_heapbits(rt_visitor *v, rt_span *s, uintptr_t obj) {
     const uint64_t *hb = rt__span_heapbits(s);
     uintptr_t wi = (obj - s->hot.base) / 8, nw = s->hot.elemsize / 8;
     for (uintptr_t k = 0; k < nw; k++) {
         uintptr_t b = wi + k;
-        if (!(hb[b / 64] >> (b % 64) & 1)) continue;
+        if (!(ld_relaxed(&hb[b / 64]) >> (b % 64) & 1)) continue;
         uintptr_t a = obj + k * 8;
-        uintptr_t v = *(const uintptr_t *)a;
-        if (v >= 4096 && v - obj >= s->hot.elemsize) rt__shade(w, v, true, obj, a);
+        uintptr_t val = ld_relaxed((const uintptr_t *)a);
+        if (val - obj >= s->hot.elemsize) found(v, val, true, a);
     }
-    w->scan_work += s->hot.elemsize;
+    if (v->w) v->w->scan_work += s->hot.elemsize;
 }
 
-/* Scan one work item: a small object, or a large object / one of its oblets. */
-static void scan_item(rt_gcwork *w, uintptr_t item) {
-    rt_span *s = rt__span_of_heap(item);
-    RT_ASSERT(s != NULL);
-    uintptr_t idx = rt__span_obj_index(s, item);
-    uintptr_t base = s->hot.base + idx * s->hot.elemsize;
-    uintptr_t end = base + s->hot.elemsize;
-    uintptr_t data;
-    if (rt__span_has_heapbits(s) && !(s->header_bits[idx / 8] >> (idx % 8) & 1)) {
-        scan_heapbits(w, s, base);
+/* Scan [lo, hi) of the object at base (the whole object, or one oblet). */
+static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, uintptr_t item, bool split) {
+    uintptr_t end = base + s->hot.elemsize, data;
+    if (rt__span_has_heapbits(s) && !(ld_relaxed(&s->header_bits[idx / 8]) >> (idx % 8) & 1)) {
+        scan_heapbits(v, s, base);
         return;
     }
     const rt_type *t = rt__object_type(s, base, &data);
     if (!t) return;   /* large object not typed yet, or pointer-free */
     uintptr_t lo = item == base ? data : item, hi = end;
-    if (t->kind != RT__KIND_TRACED && end - data > RT_OBLET_BYTES) {
-        if (item == base)   /* queue the other oblets; they are already black */
-            for (uintptr_t o = data + RT_OBLET_BYTES; o < end; o += RT_OBLET_BYTES) rt__gcwork_put(w, o);
+    v->obj = data;
+    v->type = t;
+    if (split && t->kind != RT__KIND_TRACED && end - data > RT_OBLET_BYTES) {
+        if (item == base)   /* queue the other oblets; the object is already black */
+            for (uintptr_t o = data + RT_OBLET_BYTES; o < end; o += RT_OBLET_BYTES) rt__gcwork_put(v->w, o);
         if (hi - lo > RT_OBLET_BYTES) hi = lo + RT_OBLET_BYTES;
     }
     switch (t->kind) {
-    case RT__KIND_LAYOUT:
-        scan_layout(w, data, data, lo, hi, t);
+    case RT__KIND_LAYOUT:       scan_layout(v, data, lo, hi, t); break;
+    case RT__KIND_CONSERVATIVE: scan_words(v, lo, hi, false); break;
+    case RT__KIND_TRACED:
+        t->trace((void *)data, end - data, v);
+        if (v->w) v->w->scan_work += end - data;
         break;
-    case RT__KIND_CONSERVATIVE:
-        rt__scan_range(w, lo, hi, false, data);
-        break;
-    case RT__KIND_TRACED: {
-        rt_visitor v = { .w = w, .obj = data, .type = t };
-        t->trace((void *)data, end - data, &v);
-        w->scan_work += end - data;
-        break;
-    }
     }
 }
+
+static void scan_item(rt_gcwork *w, uintptr_t item) {
+    rt_span *s = rt__span_of_heap(item);
+    RT_ASSERT(s != NULL);
+    uintptr_t idx = rt__span_obj_index(s, item);
+    rt_visitor v = { .w = w, .obj = s->hot.base + idx * s->hot.elemsize };
+    scan_part(&v, s, idx, v.obj, item, true);
+}
+
+void rt__object_edges(uintptr_t base, rt_visitor *v) {
+    rt_span *s = rt__span_of_heap(base);
+    if (!s || rt__spanclass_noscan(s->hot.spanclass)) return;
+    uintptr_t idx = rt__span_obj_index(s, base);
+    v->obj = base;
+    scan_part(v, s, idx, base, base, false);
+}
+
+#define CREDIT_SLACK 2000   /* Go's gcCreditSlack: publish scan work in batches */
 
 void rt__drain(rt_gcwork *w) {
     uintptr_t item;
-    while ((item = rt__gcwork_get(w)) != 0) scan_item(w, item);
+    while ((item = rt__gcwork_get(w)) != 0) {
+        scan_item(w, item);
+        if (RT_UNLIKELY(w->scan_work - w->credited >= CREDIT_SLACK)) {
+            int64_t d = (int64_t)(w->scan_work - w->credited);
+            w->credited = w->scan_work;
+            if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) {
+                add_relaxed(&rt__pacer.bg_credit, d);     /* assists may claim it */
+                add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
+            }
+        }
+    }
 }
 
-/* ---- parallel mark with the world stopped ------------------------------------ */
+int64_t rt__drain_n(rt_gcwork *w, int64_t work) {
+    uint64_t start = w->scan_work;
+    uintptr_t item;
+    while ((int64_t)(w->scan_work - start) < work && (item = rt__gcwork_tryget(w)) != 0) scan_item(w, item);
+    return (int64_t)(w->scan_work - start);
+}
+
+/* ---- mark workers ------------------------------------------------------------------ */
+
+enum { ROLE_DEDICATED, ROLE_FRACTIONAL, ROLE_IDLE };
+enum { JOB_NONE, JOB_CONCURRENT, JOB_STW };
 
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t  cond, done_cond;
     pthread_t      *threads;
-    int             nthreads;
-    uint64_t        epoch;        /* bumped to start a mark */
-    int             active;       /* helpers that joined this epoch's mark */
-    int             wanted;       /* helpers wanted this epoch */
-    int             finished;
-    uint64_t        bytes, objs, work, cpu_ns;
+    int            *roles;
+    int             n;
+    uint64_t        epoch;        /* bumped to hand out a job */
+    int             job;
+    int             in_job;       /* workers that joined the current job and are not done */
+    double          fractional_cpu;   /* share of one CPU for the fractional worker */
+    uint64_t        job_start_ns;
     bool            quit;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
 
-static void add_results(rt_gcwork *w, uint64_t cpu) {
-    pthread_mutex_lock(&M.lock);
-    M.bytes += w->bytes_marked;
-    M.objs += w->objects_marked;
-    M.work += w->scan_work;
-    M.cpu_ns += cpu;
-    pthread_mutex_unlock(&M.lock);
+static void sleep_ns(uint64_t ns) {
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+    nanosleep(&ts, NULL);
 }
 
-static void *marker_main(void *arg) {
+/* A fractional worker marks while its CPU time stays within its share of
+   the mark's wall time (Go: 1.2 x the goal), else sleeps without holding
+   work. */
+static void drain_fractional(rt_gcwork *w, uint64_t c0) {
+    for (;;) {
+        uintptr_t item = rt__gcwork_get(w);
+        if (!item) return;
+        scan_item(w, item);
+        for (int i = 0; i < 64 && (item = rt__gcwork_tryget(w)) != 0; i++) scan_item(w, item);
+        if (w->scan_work - w->credited >= CREDIT_SLACK) {
+            int64_t d = (int64_t)(w->scan_work - w->credited);
+            w->credited = w->scan_work;
+            add_relaxed(&rt__pacer.bg_credit, d);
+            add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
+        }
+        uint64_t used = rt__cputime_thread() - c0, wall = rt__nanotime() - M.job_start_ns;
+        if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
+            rt__gcwork_dispose(w);
+            uint64_t want = (uint64_t)((double)used / M.fractional_cpu) - wall;
+            rt__work_pause_begin();
+            sleep_ns(want < 2000000 ? want : 2000000);
+            rt__work_pause_end();
+        }
+    }
+}
+
+static void *worker_main(void *arg) {
     int id = (int)(intptr_t)arg;
     uint64_t seen = 0;
+    if (M.roles[id] == ROLE_IDLE) {
+        struct sched_param sp = { 0 };
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);   /* runs only when a CPU is idle */
+    }
     pthread_mutex_lock(&M.lock);
     for (;;) {
-        while (!M.quit && (M.epoch == seen || id > M.wanted)) {
-            if (M.epoch != seen) seen = M.epoch;   /* not wanted this time */
-            else pthread_cond_wait(&M.cond, &M.lock);
-        }
+        while (!M.quit && M.epoch == seen) pthread_cond_wait(&M.cond, &M.lock);
         if (M.quit) break;
         seen = M.epoch;
+        int job = M.job;
+        if (!rt__work_join()) continue;   /* that drain ended before this worker ran */
+        M.in_job++;
         pthread_mutex_unlock(&M.lock);
         uint64_t c0 = rt__cputime_thread();
-        rt_gcwork w = { .id = id };
-        rt__drain(&w);
+        rt_gcwork w = { .id = id + 1 };
+        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_FRACTIONAL) drain_fractional(&w, c0);
+        else rt__drain(&w);
         rt__gcwork_dispose(&w);
-        add_results(&w, rt__cputime_thread() - c0);
+        rt__markstats_add(&w);
+        uint64_t cpu = rt__cputime_thread() - c0;
+        pthread_mutex_lock(&stats_lock);
+        if (job == JOB_STW) rt__markstats.stw_ns += cpu;
+        else if (M.roles[id] == ROLE_DEDICATED) rt__markstats.dedicated_ns += cpu;
+        else if (M.roles[id] == ROLE_FRACTIONAL) rt__markstats.fractional_ns += cpu;
+        else rt__markstats.idle_ns += cpu;
+        pthread_mutex_unlock(&stats_lock);
         pthread_mutex_lock(&M.lock);
-        M.finished++;
+        M.in_job--;
         pthread_cond_broadcast(&M.done_cond);
     }
     pthread_mutex_unlock(&M.lock);
     return NULL;
 }
 
-void rt__markers_start(int n) {
+/* Go's worker sizing: 25% of RTMAXPROCS, dedicated workers for the whole
+   part, a fractional worker for the rest when rounding misses by > 30%. */
+void rt__markers_start(int maxprocs) {
+    if (maxprocs < 1) maxprocs = 1;
+    double goal = 0.25 * maxprocs;
+    int dedicated = (int)(goal + 0.5);
+    double frac = 0;
+    if (dedicated == 0 || goal / dedicated - 1 < -0.3 || goal / dedicated - 1 > 0.3) {
+        if ((double)dedicated > goal) dedicated--;
+        frac = goal - dedicated;
+    }
     M.quit = false;
-    M.nthreads = n > 0 ? n : 0;
-    M.threads = M.nthreads ? calloc((size_t)M.nthreads, sizeof(pthread_t)) : NULL;
-    for (int i = 0; i < M.nthreads; i++)
-        if (pthread_create(&M.threads[i], NULL, marker_main, (void *)(intptr_t)(i + 1)) != 0)
+    M.n = maxprocs;
+    M.fractional_cpu = frac;
+    M.threads = calloc((size_t)M.n, sizeof(pthread_t));
+    M.roles = calloc((size_t)M.n, sizeof(int));
+    if (!M.threads || !M.roles) rt__fatal("out of memory creating mark workers");
+    for (int i = 0; i < M.n; i++)
+        M.roles[i] = i < dedicated ? ROLE_DEDICATED : (i == dedicated && frac > 0) ? ROLE_FRACTIONAL : ROLE_IDLE;
+    for (int i = 0; i < M.n; i++)
+        if (pthread_create(&M.threads[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
             rt__fatal("cannot create mark worker thread %d", i + 1);
 }
 
@@ -220,43 +339,53 @@ void rt__markers_stop(void) {
     M.quit = true;
     pthread_cond_broadcast(&M.cond);
     pthread_mutex_unlock(&M.lock);
-    for (int i = 0; i < M.nthreads; i++) pthread_join(M.threads[i], NULL);
+    for (int i = 0; i < M.n; i++) pthread_join(M.threads[i], NULL);
     free(M.threads);
+    free(M.roles);
     M.threads = NULL;
-    M.nthreads = 0;
+    M.roles = NULL;
+    M.n = 0;
 }
 
-uint64_t rt__mark_cpu_ns, rt__mark_objects, rt__mark_scan_work;
-
-uint64_t rt__mark_stw(int nmarkers) {
-    if (nmarkers > M.nthreads + 1) nmarkers = M.nthreads + 1;
-    if (nmarkers < 1) nmarkers = 1;
-    rt__work_begin(nmarkers);
-    uint64_t c0 = rt__cputime_thread();
-    rt_gcwork w = { .id = 0 };
-    /* Roots first, so helpers find work as soon as they wake. */
-    rt__roots_scan(&w);
-    rt__stacks_scan(&w);
+static void hand_out(int job) {
     pthread_mutex_lock(&M.lock);
-    M.bytes = M.objs = M.work = M.cpu_ns = 0;
-    M.finished = 0;
-    M.wanted = nmarkers - 1;
+    M.job = job;
+    M.job_start_ns = rt__nanotime();
     M.epoch++;
     pthread_cond_broadcast(&M.cond);
     pthread_mutex_unlock(&M.lock);
-    /* Share the roots' work before draining. */
-    if (nmarkers > 1 && w.secondary && w.secondary->n) { rt_workbuf *b = w.secondary; w.secondary = NULL;
-        rt_gcwork tmp = { .primary = b }; rt__gcwork_dispose(&tmp); }
-    rt__drain(&w);
-    rt__gcwork_dispose(&w);
-    add_results(&w, rt__cputime_thread() - c0);
+}
+
+static void wait_finished(void) {
     pthread_mutex_lock(&M.lock);
-    while (M.finished < nmarkers - 1) pthread_cond_wait(&M.done_cond, &M.lock);
-    uint64_t bytes = M.bytes;
-    rt__mark_cpu_ns = M.cpu_ns;
-    rt__mark_objects = M.objs;
-    rt__mark_scan_work = M.work;
+    while (M.in_job > 0) pthread_cond_wait(&M.done_cond, &M.lock);
     pthread_mutex_unlock(&M.lock);
+}
+
+void rt__markers_concurrent_begin(void) {
+    rt__work_begin(false);
+    hand_out(JOB_CONCURRENT);
+}
+
+void rt__markers_concurrent_end(void) {
+    rt__work_finish();
+    wait_finished();
+}
+
+/* Drain with the world stopped: every worker plus the calling thread. */
+uint64_t rt__markers_stw_drain(rt_gcwork *self_work) {
+    rt__work_begin(true);
+    rt__work_join();
+    hand_out(JOB_STW);
+    uint64_t c0 = rt__cputime_thread();
+    rt__drain(self_work);
+    rt__gcwork_dispose(self_work);
+    rt__markstats_add(self_work);
+    self_work->bytes_marked = self_work->objects_marked = self_work->scan_work = 0;
+    wait_finished();
+    pthread_mutex_lock(&stats_lock);
+    rt__markstats.stw_ns += rt__cputime_thread() - c0;
+    pthread_mutex_unlock(&stats_lock);
     if (!rt__work_global_empty()) rt__fatal("mark ended with grey objects on the global list");
-    return bytes;
+    return rt__markstats.bytes_marked;
 }

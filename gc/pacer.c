@@ -1,31 +1,130 @@
-/* gc/pacer.c -- when the next cycle starts.
+/* gc/pacer.c -- when the next cycle starts and how fast the mark must go.
  *
- * With the mark done with the world stopped, the pacer has one job: set
- * the heap goal after each cycle,
- *     goal = marked * (1 + RTGC/100),  at least 4 MiB * RTGC/100,
- * (Go's GOGC rule and heap minimum) and start the next cycle when
- * heap_live reaches it.  heap_live counts a span cached by an mcache as
- * wholly used (runtime/mcache.c), so the trigger fires a little early, as
- * in Go.  RTGC=off: no trigger at all (rt_gc still collects). */
+ * Go 1.18+'s pacer (reference notes section 9), with the same constants:
+ *
+ *   goal    = marked + (marked + stack scan + globals scan) * RTGC/100,
+ *             at least 4 MiB * RTGC/100, at most the memory-limit goal;
+ *   runway  = cons/mark * (1 - 0.25)/0.25 * (last heap scan + stacks + globals)
+ *             -- how far the heap grows while a mark at 25% CPU finishes;
+ *   trigger = goal - runway, clamped to [marked + 0.7 (goal - marked),
+ *             marked + 0.95 (goal - marked)] (or goal - 4 MiB if larger);
+ *   cons/mark (measured at the end of each cycle)
+ *           = (heap_live - trigger) * (u + u_idle) / (scan work * (1 - u)),
+ *             u = 0.25 + assist time / (mark time * procs), the maximum of
+ *             the last four measurements (biased to trigger early);
+ *   assist ratio (revised while marking)
+ *           = remaining scan work / remaining heap before the goal, with
+ *             the goal extrapolated when the heap turned out larger than
+ *             expected (never past the "hard goal" of (1 + RTGC/100) x goal).
+ *
+ * RTGC=off: no trigger (rt_gc still collects).  With the world-stopped mark
+ * (gcstoptheworld >= 1) the trigger is the goal itself. */
 #include "gc.h"
 
+#include <math.h>
+
+rt_pacer rt__pacer;
 uint64_t rt__gc_trigger = UINT64_MAX;
 uint64_t rt__gc_goal;
 static pthread_mutex_t pacer_lock = PTHREAD_MUTEX_INITIALIZER;
 
+#define GOAL_UTILIZATION 0.25
+#define MIN_TRIGGER 45.0 / 64.0
+#define MAX_TRIGGER 61.0 / 64.0
+
+uint64_t rt__memlimit_heap_goal(uint64_t marked) __attribute__((weak));
+
 uint64_t rt__pacer_goal(uint64_t marked) {
     int pct = ld_relaxed(&rt__cfg.gc_percent);
-    if (pct < 0) return UINT64_MAX;
-    uint64_t goal = marked + marked / 100 * (uint64_t)pct + marked % 100 * (uint64_t)pct / 100;
-    uint64_t min = RT_MIN_HEAP * (uint64_t)pct / 100;
-    return goal > min ? goal : min;
+    uint64_t goal = UINT64_MAX;
+    if (pct >= 0) {
+        uint64_t roots = rt__last_stack_scan + rt__last_globals_scan;
+        goal = marked + (uint64_t)((double)(marked + roots) * pct / 100.0);
+        uint64_t min = RT_MIN_HEAP * (uint64_t)pct / 100;
+        if (goal < min) goal = min;
+    }
+    if (rt__memlimit_heap_goal) {
+        uint64_t lg = rt__memlimit_heap_goal(marked);
+        if (lg < goal) goal = lg;
+    }
+    return goal;
+}
+
+static uint64_t trigger_for(uint64_t goal, uint64_t marked) {
+    if (goal == UINT64_MAX) return UINT64_MAX;
+    if (rt__cfg.gcstoptheworld >= 1 || marked >= goal) return goal;
+    double cm = rt__pacer.cons_mark > 0 ? rt__pacer.cons_mark : 1.0;
+    double scan = (double)(rt__pacer.last_heap_scan + rt__last_stack_scan + rt__last_globals_scan);
+    double runway = cm * (1 - GOAL_UTILIZATION) / GOAL_UTILIZATION * scan;
+    uint64_t span = goal - marked;
+    uint64_t min = marked + (uint64_t)(span * MIN_TRIGGER);
+    uint64_t max = marked + (uint64_t)(span * MAX_TRIGGER);
+    if (goal > RT_MIN_HEAP && goal - RT_MIN_HEAP > max) max = goal - RT_MIN_HEAP;
+    if (max < min) max = min;
+    uint64_t t = runway >= (double)goal ? min : goal - (uint64_t)runway;
+    return t < min ? min : t > max ? max : t;
 }
 
 void rt__pacer_commit(uint64_t marked) {
     pthread_mutex_lock(&pacer_lock);
+    rt__pacer.heap_marked = marked;
     rt__gc_goal = rt__pacer_goal(marked);
-    st_relaxed(&rt__gc_trigger, rt__gc_goal);
+    rt__pacer.goal = rt__gc_goal;
+    rt__pacer.trigger = trigger_for(rt__gc_goal, marked);
+    st_relaxed(&rt__gc_trigger, rt__pacer.trigger);
     pthread_mutex_unlock(&pacer_lock);
+}
+
+void rt__pacer_start_cycle(void) {
+    rt__pacer.triggered_at = ld_relaxed(&rt__heap.heap_live);
+    rt__pacer.mark_start_ns = rt__nanotime();
+    rt__pacer.scan_work = 0;
+    st_relaxed(&rt__pacer.bg_credit, 0);
+    /* The scannable heap: last cycle's heap scan grown with the heap. */
+    double growth = rt__pacer.heap_marked ? (double)rt__pacer.triggered_at / (double)rt__pacer.heap_marked : 1.0;
+    rt__pacer.heap_scan = (uint64_t)((double)(rt__pacer.last_heap_scan ? rt__pacer.last_heap_scan
+                                                                        : rt__pacer.triggered_at) * growth);
+    st_relaxed(&rt__gc_trigger, UINT64_MAX);   /* no new trigger while this cycle runs */
+    rt__pacer_revise();
+}
+
+void rt__pacer_revise(void) {
+    int pct = ld_relaxed(&rt__cfg.gc_percent);
+    if (pct < 0) pct = 100000;   /* GOGC off during a forced cycle, as Go */
+    uint64_t roots = rt__last_stack_scan + rt__last_globals_scan;
+    double work = (double)ld_relaxed(&rt__pacer.scan_work);
+    double expected = (double)(rt__pacer.last_heap_scan + roots);
+    double max_work = (double)(rt__pacer.heap_scan + roots);
+    double goal = rt__pacer.goal == UINT64_MAX ? (double)rt__pacer.triggered_at * 2 : (double)rt__pacer.goal;
+    double trig = (double)rt__pacer.triggered_at;
+    if (expected <= 0) expected = max_work > 0 ? max_work : 1;
+    if (work > expected) {
+        double hard = goal * (1 + pct / 100.0);
+        goal = trig + (goal - trig) / expected * max_work;
+        if (goal > hard) goal = hard;
+        expected = max_work;
+    }
+    double live = (double)ld_relaxed(&rt__heap.heap_live);
+    if (live > goal) { goal *= 1.1; expected = max_work; }
+    double rem_work = expected - work > 1000 ? expected - work : 1000;
+    double rem_heap = goal - live > 1 ? goal - live : 1;
+    rt__pacer.assist_work_per_byte = rem_work / rem_heap;
+    rt__pacer.assist_bytes_per_work = rem_heap / rem_work;
+}
+
+void rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns) {
+    int procs = rt__cfg.maxprocs > 0 ? rt__cfg.maxprocs : 1;
+    double md = (double)(mark_ns ? mark_ns : 1) * procs;
+    double u = GOAL_UTILIZATION + (double)assist_ns / md, u_idle = (double)idle_ns / md;
+    if (u > 0.99) u = 0.99;
+    double grown = (double)ld_relaxed(&rt__heap.heap_live) - (double)rt__pacer.triggered_at;
+    double work = (double)(rt__pacer.scan_work ? rt__pacer.scan_work : 1);
+    double cm = grown > 0 ? grown * (u + u_idle) / (work * (1 - u)) : 0;
+    for (int i = 3; i > 0; i--) rt__pacer.cons_mark_hist[i] = rt__pacer.cons_mark_hist[i - 1];
+    rt__pacer.cons_mark_hist[0] = cm;
+    double m = 0;
+    for (int i = 0; i < 4; i++) m = fmax(m, rt__pacer.cons_mark_hist[i]);
+    rt__pacer.cons_mark = m;
 }
 
 int rt_set_gc_percent(int percent) {
@@ -33,6 +132,8 @@ int rt_set_gc_percent(int percent) {
     if (percent < 0 && percent != RT_GC_OFF)
         rt__misuse("rt_set_gc_percent", "%d is not a percentage; pass 0 or more, or RT_GC_OFF", percent);
     int old = rt__cfg.gc_percent;
+    void rt__gc_wait_idle(void);
+    if (percent == RT_GC_OFF) rt__gc_wait_idle();   /* a mark in flight finishes first, as in Go */
     st_relaxed(&rt__cfg.gc_percent, percent);
     rt__pacer_commit(ld_relaxed(&rt__heap.heap_marked));
     if (ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) st_relaxed(&rt__gc_pending, 1);
@@ -43,5 +144,6 @@ int64_t rt_set_memory_limit(int64_t bytes) {
     if (!rt__g.initialized) rt__misuse("rt_set_memory_limit", "rtgc is not initialized; call rt_init() first");
     int64_t old = rt__cfg.memory_limit;
     if (bytes >= 0) st_relaxed(&rt__cfg.memory_limit, bytes == 0 ? INT64_MAX : bytes);
+    rt__pacer_commit(ld_relaxed(&rt__heap.heap_marked));
     return old;
 }

@@ -94,43 +94,62 @@ void rt__roots_free_all(void) {
     pthread_mutex_unlock(&roots_lock);
 }
 
-void rt__roots_scan(rt_gcwork *w) {
+/* Every registered root through v; returns the bytes of root ranges. */
+static uint64_t visit_roots(rt_visitor *v) {
     uint64_t bytes = 0;
     pthread_mutex_lock(&roots_lock);
     for (rt_root *r = roots; r; r = r->next) {
+        v->obj = 0;
         switch (r->what) {
         case ROOT_SLOT:
         case ROOT_RANGE:
-            rt__scan_range(w, r->base, r->base + r->bytes, r->kind == RT_ROOT_PRECISE, 0);
+            v->root_name = r->what == ROOT_SLOT ? "root slot" : "root range";
+            rt__visit_range(v, r->base, r->base + r->bytes, r->kind == RT_ROOT_PRECISE);
             bytes += r->bytes;
             break;
-        case ROOT_SCANNER: {
-            rt_visitor v = { .w = w, .root_name = "scanner" };
-            r->scan(&v, r->ctx);
+        case ROOT_SCANNER:
+            v->root_name = "root scanner";
+            r->scan(v, r->ctx);
             break;
-        }
         }
     }
     pthread_mutex_unlock(&roots_lock);
-    rt__last_globals_scan = bytes;
+    return bytes;
+}
+
+static uint64_t visit_stacks(rt_visitor *v) {
+    uint64_t bytes = 0;
+    if (!rt__cfg.scan_thread_stacks) return 0;
+    for (rt_thread *t = rt__g.threads; t; t = t->next) {
+        uintptr_t lo = t->saved_sp, hi = t->stack_hi;
+        if (!lo || lo < t->stack_lo || lo >= hi) {
+            if (t->stack_hi == 0) continue;   /* bounds unknown */
+            rt__fatal("thread %lu saved a stack pointer %#lx outside its stack [%#lx, %#lx)",
+                      (unsigned long)t->tid, (unsigned long)lo, (unsigned long)t->stack_lo, (unsigned long)hi);
+        }
+        v->obj = 0;
+        v->root_name = "thread stack";
+        rt__visit_range(v, lo, hi, false);
+        uintptr_t ctx = (uintptr_t)t->saved_ctx;
+        v->root_name = "thread registers";
+        rt__visit_range(v, ctx, ctx + sizeof(unw_context_t), false);
+        bytes += hi - lo;
+    }
+    return bytes;
+}
+
+void rt__roots_scan(rt_gcwork *w) {
+    rt_visitor v = { .w = w };
+    rt__last_globals_scan = visit_roots(&v);
+}
+
+void rt__roots_visit(rt_visitor *v) {
+    visit_roots(v);
+    visit_stacks(v);
 }
 
 /* Every attached thread is stopped or blocking: scan what it had. */
 void rt__stacks_scan(rt_gcwork *w) {
-    uint64_t bytes = 0;
-    if (rt__cfg.scan_thread_stacks) {
-        for (rt_thread *t = rt__g.threads; t; t = t->next) {
-            uintptr_t lo = t->saved_sp, hi = t->stack_hi;
-            if (!lo || lo < t->stack_lo || lo >= hi) {
-                if (t->stack_hi == 0) continue;   /* bounds unknown */
-                rt__fatal("thread %lu saved a stack pointer %#lx outside its stack [%#lx, %#lx)",
-                          (unsigned long)t->tid, (unsigned long)lo, (unsigned long)t->stack_lo, (unsigned long)hi);
-            }
-            rt__scan_range(w, lo, hi, false, 0);
-            uintptr_t ctx = (uintptr_t)t->saved_ctx;
-            rt__scan_range(w, ctx, ctx + sizeof(unw_context_t), false, 0);
-            bytes += hi - lo;
-        }
-    }
-    rt__last_stack_scan = bytes;
+    rt_visitor v = { .w = w };
+    rt__last_stack_scan = visit_stacks(&v);
 }

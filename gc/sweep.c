@@ -29,6 +29,9 @@
 
 static struct {
     unsigned        cursor;        /* next span class to look at, per cycle */
+    uint64_t        pages_swept;   /* this cycle */
+    uint64_t        pages_target_base;  /* heap_live when pacing was set */
+    double          pages_per_byte;     /* proportional sweep rate, 0 = none */
     int             active;        /* sweepers inside rt__sweep_one */
     pthread_t       thread;
     pthread_mutex_t lock;
@@ -42,6 +45,7 @@ static void clobber(uintptr_t p, size_t n) {
 
 void rt__sweep_span(rt_span *s, bool preserve) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    add_relaxed(&S.pages_swept, (uint64_t)s->npages);
     RT_ASSERT(s->sweepgen == h - 1);
     RT_ASSERT(s->state == RT_SPAN_INUSE);
     unsigned cls = rt__spanclass_size(s->hot.spanclass);
@@ -92,6 +96,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
     size_t nfreed = s->hot.alloc_count - nalloc;
     s->hot.alloc_count = (uint16_t)nalloc;
     s->hot.freeindex = 0;
+    s->freeindex_for_scan = 0;
     uint8_t *old = s->alloc_bits;
     s->alloc_bits = s->mark_bits;
     memset(old, 0, (size_t)s->bitmap_words * 8);
@@ -139,7 +144,28 @@ void rt__sweep_begin_cycle(void) {
        Such a sweeper finds the old cursor exhausted and leaves at once:
        wait for it before resetting. */
     while (__atomic_load_n(&S.active, __ATOMIC_SEQ_CST) > 0) sched_yield();
+    S.pages_swept = 0;
+    S.pages_per_byte = 0;
     __atomic_store_n(&S.cursor, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Go's proportional sweep: sweep every in-use page before heap_live grows
+   by heap_distance, so the next cycle never waits for sweeping. */
+void rt__sweep_pace(uint64_t heap_distance) {
+    uint64_t d = heap_distance > ((uint64_t)1 << 20) ? heap_distance - ((uint64_t)1 << 20) : 0;
+    if (d < RT_PAGE_SIZE) d = RT_PAGE_SIZE;
+    S.pages_per_byte = (double)rt__heap.pages_inuse_spans / (double)d;
+    S.pages_target_base = ld_relaxed(&rt__heap.heap_live);
+}
+
+void rt__sweep_credit(uint64_t bytes) {
+    (void)bytes;
+    double ppb = S.pages_per_byte;
+    if (ppb <= 0 || ld_relaxed(&S.cursor) >= RT__NUM_SPAN_CLASSES) return;
+    uint64_t live = ld_relaxed(&rt__heap.heap_live), base = S.pages_target_base;
+    uint64_t target = live > base ? (uint64_t)((double)(live - base) * ppb) : 0;
+    while (ld_relaxed(&S.pages_swept) < target)
+        if (!rt__sweep_one()) break;
 }
 
 void rt__sweep_finish(void) {

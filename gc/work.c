@@ -1,23 +1,33 @@
 /* gc/work.c -- grey-object work buffers and their global lists.
  *
  * Owns: buffer storage (off-heap, reused across cycles), the global full
- * and empty lists, and termination detection for a parallel mark: a marker
- * that finds no local and no global work waits; when every marker is
- * waiting and the full list is empty, the mark is complete (no grey object
- * remains anywhere, since only markers hold buffers).  A mutex guards the
- * global lists; markers touch it once per 253 objects. */
+ * and empty lists, and the bookkeeping that tells when a drain is over.
+ *
+ * With the world stopped (stw drain), a marker that finds no local and no
+ * global work waits; when every marker waits and the full list is empty,
+ * no grey object remains anywhere (only markers hold buffers) and the drain
+ * is complete.  During a concurrent mark the same state only means
+ * "quiescent": mutators may still hold grey objects in their P's buffers,
+ * so workers keep waiting for work until the cycle driver, which flushes
+ * those buffers and finishes the mark with the world stopped, ends the
+ * drain with rt__work_finish.  A mutex guards the global lists; a worker
+ * touches it once per 253 objects. */
 #include "gc.h"
 
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t  cond;
+    pthread_cond_t  cond;         /* workers wait here for work */
+    pthread_cond_t  quiet;        /* the driver waits here for quiescence */
     rt_workbuf     *full, *empty;
     size_t          nfull;
+    uint64_t        flushed;      /* buffers ever published */
     int             nmarkers, nwaiting;
-    bool            done;
-} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+    bool            stw, done;
+} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .quiet = PTHREAD_COND_INITIALIZER };
 
 #define WORKBUF_CHUNK (64 << 10)
 static void **chunks;            /* chunk list for destroy */
@@ -56,21 +66,69 @@ void rt__work_destroy(void) {
     G.nfull = 0;
 }
 
-void rt__work_begin(int nmarkers) {
+void rt__work_begin(bool stw) {
     pthread_mutex_lock(&G.lock);
-    G.nmarkers = nmarkers;
+    G.nmarkers = 0;
     G.nwaiting = 0;
+    G.stw = stw;
     G.done = false;
     pthread_mutex_unlock(&G.lock);
 }
 
-bool rt__work_global_empty(void) { return G.full == NULL; }
+/* Workers join a drain when they start on it; one that arrives after the
+   drain ended (a starved idle-priority thread) stays out.  Termination
+   counts only the workers that joined. */
+bool rt__work_join(void) {
+    pthread_mutex_lock(&G.lock);
+    bool ok = !G.done;
+    if (ok) G.nmarkers++;
+    pthread_mutex_unlock(&G.lock);
+    return ok;
+}
+
+void rt__work_finish(void) {
+    pthread_mutex_lock(&G.lock);
+    G.done = true;
+    pthread_cond_broadcast(&G.cond);
+    pthread_mutex_unlock(&G.lock);
+}
+
+bool rt__work_wait_quiescent(uint64_t timeout_ns) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t t = (uint64_t)ts.tv_nsec + timeout_ns;
+    ts.tv_sec += (time_t)(t / 1000000000u);
+    ts.tv_nsec = (long)(t % 1000000000u);
+    pthread_mutex_lock(&G.lock);
+    int rc = 0;
+    while (!(G.nwaiting == G.nmarkers && !G.full) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&G.quiet, &G.lock, &ts);
+    bool q = G.nwaiting == G.nmarkers && !G.full;
+    pthread_mutex_unlock(&G.lock);
+    return q;
+}
+
+void rt__work_pause_begin(void) {
+    pthread_mutex_lock(&G.lock);
+    if (++G.nwaiting == G.nmarkers) pthread_cond_broadcast(&G.quiet);
+    pthread_mutex_unlock(&G.lock);
+}
+
+void rt__work_pause_end(void) {
+    pthread_mutex_lock(&G.lock);
+    G.nwaiting--;
+    pthread_mutex_unlock(&G.lock);
+}
+
+bool rt__work_global_empty(void) { return ld_relaxed(&G.full) == NULL; }
+uint64_t rt__work_flushed(void) { return ld_relaxed(&G.flushed); }
 
 static void push_full(rt_workbuf *b) {
     pthread_mutex_lock(&G.lock);
     b->next = G.full;
     G.full = b;
     G.nfull++;
+    G.flushed++;
     if (G.nwaiting) pthread_cond_signal(&G.cond);
     pthread_mutex_unlock(&G.lock);
 }
@@ -105,32 +163,56 @@ void rt__gcwork_put(rt_gcwork *w, uintptr_t item) {
     }
 }
 
+bool rt__gcwork_empty(const rt_gcwork *w) {
+    return !(w->primary && w->primary->n) && !(w->secondary && w->secondary->n);
+}
+
+static uintptr_t local_get(rt_gcwork *w) {
+    rt_workbuf *b = w->primary;
+    if (b && b->n) return b->item[--b->n];
+    if (w->secondary && w->secondary->n) {
+        w->primary = w->secondary;
+        w->secondary = b;
+        return w->primary->item[--w->primary->n];
+    }
+    return 0;
+}
+
+/* Lock held: move a full buffer to w. */
+static void take_full_locked(rt_gcwork *w) {
+    rt_workbuf *f = G.full;
+    G.full = f->next;
+    G.nfull--;
+    if (w->primary) { w->primary->next = G.empty; G.empty = w->primary; }
+    w->primary = f;
+}
+
+uintptr_t rt__gcwork_tryget(rt_gcwork *w) {
+    uintptr_t item = local_get(w);
+    if (item || !ld_relaxed(&G.full)) return item;
+    pthread_mutex_lock(&G.lock);
+    if (G.full) take_full_locked(w);
+    pthread_mutex_unlock(&G.lock);
+    return local_get(w);
+}
+
 uintptr_t rt__gcwork_get(rt_gcwork *w) {
     for (;;) {
-        rt_workbuf *b = w->primary;
-        if (b && b->n) return b->item[--b->n];
-        if (w->secondary && w->secondary->n) {
-            w->primary = w->secondary;
-            w->secondary = b;
-            continue;
-        }
+        uintptr_t item = local_get(w);
+        if (item) return item;
         pthread_mutex_lock(&G.lock);
         for (;;) {
-            if (G.full) {
-                rt_workbuf *f = G.full;
-                G.full = f->next;
-                G.nfull--;
-                if (w->primary) { w->primary->next = G.empty; G.empty = w->primary; }
-                w->primary = f;
-                break;
-            }
+            if (G.full) { take_full_locked(w); break; }
             if (G.done) { pthread_mutex_unlock(&G.lock); return 0; }
             G.nwaiting++;
             if (G.nwaiting == G.nmarkers) {
-                G.done = true;
-                pthread_cond_broadcast(&G.cond);
-                pthread_mutex_unlock(&G.lock);
-                return 0;
+                if (G.stw) {
+                    G.done = true;
+                    pthread_cond_broadcast(&G.cond);
+                    pthread_mutex_unlock(&G.lock);
+                    return 0;
+                }
+                pthread_cond_broadcast(&G.quiet);
             }
             pthread_cond_wait(&G.cond, &G.lock);
             G.nwaiting--;

@@ -80,6 +80,8 @@ typedef struct rt_span {
     uint8_t    state;            /* RT_SPAN_*, stored last when a span is published */
     uint8_t    in_set;           /* debug: which mcentral set holds it, 0 if none */
     uint16_t   alloc_count_before_cache;
+    uint16_t   freeindex_for_scan;   /* like freeindex, advanced only once the object is initialized
+                                        (and black during a mark): what the marker may trust */
     uint16_t   bitmap_words;     /* 64-bit words in each bitmap */
     const rt_type *large_type;   /* type of a large object (0: noscan or not yet typed) */
     struct rt_special *specials; /* weak handles, cleanups, finalizers, sorted by offset */
@@ -147,6 +149,27 @@ void     rt__mcentral_push_swept(rt_mcentral *c, rt_span *s, bool full);
 rt_span *rt__mcentral_pop_unswept(rt_mcentral *c);     /* for the sweeper */
 void     rt__mcentral_check(rt_mcentral *c);
 
+/* ---- Grey-object work buffers (gc/work.c) -----------------------------------
+ * Each marker, and each P (for its write-barrier flushes and assists),
+ * owns two buffers; full buffers go to a global list. */
+#define RT_WORKBUF_ITEMS 253
+typedef struct rt_workbuf {
+    struct rt_workbuf *next;
+    size_t             n;
+    uintptr_t          item[RT_WORKBUF_ITEMS];
+} rt_workbuf;
+
+typedef struct rt_gcwork {
+    rt_workbuf *primary, *secondary;
+    uint64_t    bytes_marked;     /* slot bytes of objects this worker blackened */
+    uint64_t    scan_work;        /* bytes scanned */
+    uint64_t    objects_marked;
+    uint64_t    credited;         /* scan_work already published to the pacer */
+    int         id;
+} rt_gcwork;
+
+#define RT_WBUF_ENTRIES 512         /* pointers per P's write-barrier buffer */
+
 /* ---- mcache and P (runtime/mcache.c, runtime/proc.c) ------------------------ */
 typedef struct rt_mcache {
     rt__mcache hot;              /* alloc[], tiny, tinyoffset, tiny_allocs */
@@ -160,6 +183,10 @@ void rt__mcache_check(const rt_mcache *c);
 
 typedef struct rt_p {
     rt_mcache  mcache;           /* first: rt__tls_mcache points here */
+    unsigned   wbuf_n;           /* entries in wbuf */
+    uint64_t   flush_epoch;      /* last ragged-flush request this P answered */
+    rt_gcwork  gcw;              /* grey objects from barrier flushes and assists */
+    uintptr_t  wbuf[RT_WBUF_ENTRIES];
     int        id;
     bool       in_use;
     struct rt_p *next_idle;
@@ -177,6 +204,8 @@ typedef struct rt_thread {
     void      *saved_ctx;        /* registers captured then (unw_context_t) */
     uint64_t   stress_count;
     int        stw_prev_state;   /* state to restore when this thread restarts the world */
+    int64_t    assist_credit;    /* bytes it may allocate during a mark before assisting */
+    uint64_t   assist_ns;        /* time spent assisting, this cycle */
     struct rt_thread *next;
 } rt_thread;
 
@@ -256,6 +285,15 @@ bool rt__sweep_one(void);                      /* sweep any one span; false when
 void rt__gc_init(void);
 void rt__gc_shutdown(void);
 extern volatile int rt__gc_pending;            /* trigger reached; collect before next alloc */
+/* Collector phase (gc/gc.c).  The write barrier is on and new objects are
+   allocated black while it is RT_PHASE_MARK or RT_PHASE_MARKTERM. */
+enum { RT_PHASE_OFF = 0, RT_PHASE_MARK = 1, RT_PHASE_MARKTERM = 2 };
+extern volatile int rt__gc_phase;
+/* Allocation slow path during a mark: blacken the new object, pay assist
+   debt, answer a ragged flush (gc/gc.c). */
+void rt__gc_alloc_black(rt_span *s, uintptr_t slot);
+void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes);
+void rt__sweep_credit(uint64_t bytes);         /* proportional sweep (gc/sweep.c) */
 
 /* Type helpers (runtime/types.c). */
 void rt__types_free_all(void);

@@ -25,6 +25,13 @@ static void *out_of_memory(const char *call, size_t size) {
               "set a handler with rt_set_oom_handler to recover", call, size);
 }
 
+/* The object at slot is initialized: during a mark make it black, then let
+   the marker see it as allocated (freeindex_for_scan). */
+static inline void publish(rt_span *s, uintptr_t slot) {
+    if (RT_UNLIKELY(ld_relaxed(&rt__gc_phase) != RT_PHASE_OFF)) rt__gc_alloc_black(s, slot);
+    st_release(&s->freeindex_for_scan, s->hot.freeindex);
+}
+
 static void *alloc_tiny(rt_mcache *c, size_t size) {
     uintptr_t off = c->hot.tinyoffset;
     if (size % 8 == 0) off = (off + 7) & ~(uintptr_t)7;
@@ -44,6 +51,7 @@ static void *alloc_tiny(rt_mcache *c, size_t size) {
         if (!p) return NULL;
     }
     memset((void *)p, 0, RT_TINY_SIZE);
+    publish(s, p);
     /* Keep the block whose leftover is larger, as Go does. */
     if (!c->hot.tiny || size < c->hot.tinyoffset) {
         c->hot.tiny = p;
@@ -55,6 +63,7 @@ static void *alloc_tiny(rt_mcache *c, size_t size) {
 static void *alloc_large(size_t size, const rt_type *type) {
     size_t npages = (size + RT_PAGE_SIZE - 1) / RT_PAGE_SIZE;
     if (npages == 0 || size > ((size_t)1 << (RT_HEAP_ADDR_BITS - 1))) return NULL;
+    rt__sweep_credit(npages * RT_PAGE_SIZE);
     bool zeroed;
     unsigned spc = rt__spanclass(0, type == RT_NOSCAN);
     rt_span *s = rt__heap_alloc_span(npages, spc, &zeroed);
@@ -63,6 +72,7 @@ static void *alloc_large(size_t size, const rt_type *type) {
     s->hot.freeindex = 1;
     s->hot.alloc_count = 1;
     st_release(&s->large_type, type);
+    publish(s, s->hot.base);
     uint64_t bytes = (uint64_t)npages * RT_PAGE_SIZE;
     add_relaxed(&rt__heap.total_alloc_objs, 1);
     add_relaxed(&rt__heap.total_alloc_bytes, bytes);
@@ -72,7 +82,10 @@ static void *alloc_large(size_t size, const rt_type *type) {
     return (void *)s->hot.base;
 }
 
-static inline void set_bit(uint8_t *bits, uintptr_t i) { bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
+/* Atomic: a marker may read neighbouring slots' bits in the same byte. */
+static inline void set_bit(uint8_t *bits, uintptr_t i) {
+    __atomic_fetch_or(&bits[i / 8], (uint8_t)(1u << (i % 8)), __ATOMIC_RELAXED);
+}
 
 /* Allocate with a P held and no collection pending. NULL: out of memory. */
 void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
@@ -96,14 +109,16 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
     }
     uintptr_t elemsize = s->hot.elemsize;
     if (s->hot.needzero) memset((void *)p, 0, elemsize);
-    if (noscan) return (void *)p;
+    uintptr_t obj = p;
     if (header) {
         *(const rt_type **)p = type;
         if (s->header_bits) set_bit(s->header_bits, rt__span_obj_index(s, p));
-        return (void *)(p + RT_HEADER_SIZE);
+        obj = p + RT_HEADER_SIZE;
+    } else if (!noscan) {
+        rt__heapbits_write_small(s->hot.base, p, elemsize, rt__type_object_mask(type, size, elemsize));
     }
-    rt__heapbits_write_small(s->hot.base, p, elemsize, rt__type_object_mask(type, size, elemsize));
-    return (void *)p;
+    publish(s, p);
+    return (void *)obj;
 }
 
 static void no_p(const char *call) {
@@ -130,7 +145,9 @@ static void *alloc_checked(const char *call, size_t size, const rt_type *type) {
         }
     }
     if (RT_UNLIKELY(ld_relaxed(&rt__gc_pending))) rt__gc_maybe_start();
-    void *p = rt__malloc(c, size, type);
+    if (RT_UNLIKELY(ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK))
+        rt__gc_mark_alloc_hook((rt_p *)rt__tls_mcache, size);
+    void *p = rt__malloc((rt_mcache *)rt__tls_mcache, size, type);
     if (RT_UNLIKELY(!p)) {
         /* Collect and retry once before reporting. */
         rt_gc();

@@ -30,6 +30,7 @@ static void flush_span_counts(rt_span *s) {
 static void uncache(rt_span *s) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
     flush_span_counts(s);
+    st_release(&s->freeindex_for_scan, s->hot.freeindex);
     /* A span cached before the last mark counted in heap_live of a cycle that
        has since been reset to the marked bytes: nothing to take back. */
     if (s->sweepgen == h + 3) {

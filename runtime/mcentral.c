@@ -71,6 +71,7 @@ static void prime_cache(rt_span *s) {
 }
 
 rt_span *rt__mcentral_cache_span(rt_mcentral *c) {
+    rt__sweep_credit(rt__class_to_npages[rt__spanclass_size(c->spanclass)] * RT_PAGE_SIZE);
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
     unsigned sw = swept_index(h), un = 1 - sw;
     rt_span *s = pop_locked(c, &c->partial[sw]);

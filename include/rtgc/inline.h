@@ -107,13 +107,17 @@ static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintp
     uint64_t *hb = (uint64_t *)(base + RT_PAGE_SIZE - RT__HEAPBITS_BYTES);
     uintptr_t w = (obj - base) / 8, nw = elemsize / 8;
     unsigned i = (unsigned)(w / 64), o = (unsigned)(w % 64);
+    /* Relaxed atomics (plain moves on x86-64): a concurrent marker may read
+       other objects' bits in the same words; only this P writes them. */
+    uint64_t w0 = __atomic_load_n(&hb[i], __ATOMIC_RELAXED);
     if (o + nw <= 64) {
         uint64_t clr = (nw == 64 ? ~(uint64_t)0 : (((uint64_t)1 << nw) - 1)) << o;
-        hb[i] = (hb[i] & ~clr) | (mask << o);
+        __atomic_store_n(&hb[i], (w0 & ~clr) | (mask << o), __ATOMIC_RELAXED);
     } else {
         unsigned rem = (unsigned)(o + nw - 64);
-        hb[i] = (hb[i] & (((uint64_t)1 << o) - 1)) | (mask << o);
-        hb[i + 1] = (hb[i + 1] & ~(((uint64_t)1 << rem) - 1)) | (mask >> (64 - o));
+        uint64_t w1 = __atomic_load_n(&hb[i + 1], __ATOMIC_RELAXED);
+        __atomic_store_n(&hb[i], (w0 & (((uint64_t)1 << o) - 1)) | (mask << o), __ATOMIC_RELAXED);
+        __atomic_store_n(&hb[i + 1], (w1 & ~(((uint64_t)1 << rem) - 1)) | (mask >> (64 - o)), __ATOMIC_RELAXED);
     }
 }
 

@@ -155,6 +155,9 @@ done
 if [ $# -eq 1 ] && [ "$1" = "$HERE" ]; then
     results=()
     results+=("$(cli_check usage 64 "" "Usage: lox [--precise] [--stats] [path]" "$LOX" a.lox b.lox)")
+    printf 'print 1 + 2;\n' > "$WORK/three.lox"
+    results+=("$(cli_check precise-flag 0 "3" "" "$LOX" --precise "$WORK/three.lox")")
+    results+=("$(cli_check unknown-flag 64 "" "Usage: lox [--precise] [--stats] [path]" "$LOX" --bogus "$WORK/three.lox")")
     results+=("$(cli_check missing-file 74 "" "Could not open file \"$WORK/nope.lox\"." "$LOX" "$WORK/nope.lox")")
     results+=("$(STDIN_TEXT=$'print 1 + 2;\nvar a = "x";\nprint a + a;\n' \
         cli_check repl 0 $'> 3\n> > xx\n> ' "" "$LOX")")
