@@ -156,14 +156,17 @@ static void flush_p(rt_p *p) {
 
 void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
     rt_thread *t = rt__tls_thread;
-    if (p->flush_epoch != ld_acquire(&rt__flush_epoch)) {
-        p->flush_epoch = ld_acquire(&rt__flush_epoch);
+    uint64_t epoch = ld_acquire(&rt__flush_epoch);
+    if (ld_relaxed(&p->flush_epoch) != epoch) {
         flush_p(p);
+        st_release(&p->flush_epoch, epoch);
     }
     t->assist_credit -= (int64_t)bytes;
     if (t->assist_credit >= 0) return;
     /* Pay the debt in scan work: first from the workers' unclaimed credit. */
-    double wpb = rt__pacer.assist_work_per_byte, bpw = rt__pacer.assist_bytes_per_work;
+    double wpb, bpw;
+    __atomic_load(&rt__pacer.assist_work_per_byte, &wpb, __ATOMIC_RELAXED);
+    __atomic_load(&rt__pacer.assist_bytes_per_work, &bpw, __ATOMIC_RELAXED);
     int64_t work = (int64_t)(-t->assist_credit * wpb);
     if (work < GC_OVER_ASSIST_WORK) work = GC_OVER_ASSIST_WORK;
     int64_t bg = ld_relaxed(&rt__pacer.bg_credit);
@@ -211,7 +214,7 @@ static bool ragged_flush(void) {
     uint64_t epoch = ld_relaxed(&rt__flush_epoch);
     pthread_mutex_lock(&rt__g.world_lock);
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
-        if (!p->in_use) { flush_p(p); p->flush_epoch = epoch; }
+        if (!p->in_use) { flush_p(p); st_release(&p->flush_epoch, epoch); }
     pthread_mutex_unlock(&rt__g.world_lock);
     /* Running Ps answer at their next allocation or barrier flush. */
     uint64_t deadline = rt__nanotime() + 1000000;

@@ -108,8 +108,9 @@ void rt__pacer_revise(void) {
     if (live > goal) { goal *= 1.1; expected = max_work; }
     double rem_work = expected - work > 1000 ? expected - work : 1000;
     double rem_heap = goal - live > 1 ? goal - live : 1;
-    rt__pacer.assist_work_per_byte = rem_work / rem_heap;
-    rt__pacer.assist_bytes_per_work = rem_heap / rem_work;
+    double wpb = rem_work / rem_heap, bpw = rem_heap / rem_work;
+    __atomic_store(&rt__pacer.assist_work_per_byte, &wpb, __ATOMIC_RELAXED);   /* read by assists */
+    __atomic_store(&rt__pacer.assist_bytes_per_work, &bpw, __ATOMIC_RELAXED);
 }
 
 void rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns) {

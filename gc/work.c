@@ -110,13 +110,13 @@ bool rt__work_wait_quiescent(uint64_t timeout_ns) {
 
 void rt__work_pause_begin(void) {
     pthread_mutex_lock(&G.lock);
-    if (++G.nwaiting == G.nmarkers) pthread_cond_broadcast(&G.quiet);
+    if (add_relaxed(&G.nwaiting, 1) == G.nmarkers) pthread_cond_broadcast(&G.quiet);
     pthread_mutex_unlock(&G.lock);
 }
 
 void rt__work_pause_end(void) {
     pthread_mutex_lock(&G.lock);
-    G.nwaiting--;
+    add_relaxed(&G.nwaiting, -1);
     pthread_mutex_unlock(&G.lock);
 }
 
@@ -126,7 +126,7 @@ uint64_t rt__work_flushed(void) { return ld_relaxed(&G.flushed); }
 static void push_full(rt_workbuf *b) {
     pthread_mutex_lock(&G.lock);
     b->next = G.full;
-    G.full = b;
+    st_relaxed(&G.full, b);   /* read without the lock by tryget */
     G.nfull++;
     G.flushed++;
     if (G.nwaiting) pthread_cond_signal(&G.cond);
@@ -181,7 +181,7 @@ static uintptr_t local_get(rt_gcwork *w) {
 /* Lock held: move a full buffer to w. */
 static void take_full_locked(rt_gcwork *w) {
     rt_workbuf *f = G.full;
-    G.full = f->next;
+    st_relaxed(&G.full, f->next);
     G.nfull--;
     if (w->primary) { w->primary->next = G.empty; G.empty = w->primary; }
     w->primary = f;
@@ -204,7 +204,7 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
         for (;;) {
             if (G.full) { take_full_locked(w); break; }
             if (G.done) { pthread_mutex_unlock(&G.lock); return 0; }
-            G.nwaiting++;
+            add_relaxed(&G.nwaiting, 1);   /* read without the lock by put */
             if (G.nwaiting == G.nmarkers) {
                 if (G.stw) {
                     G.done = true;
@@ -215,7 +215,7 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
                 pthread_cond_broadcast(&G.quiet);
             }
             pthread_cond_wait(&G.cond, &G.lock);
-            G.nwaiting--;
+            add_relaxed(&G.nwaiting, -1);
         }
         pthread_mutex_unlock(&G.lock);
     }

@@ -306,4 +306,64 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type);
 uint64_t rt__type_object_mask(const rt_type *t, size_t size, size_t elemsize);
 const rt_type *rt__object_type(rt_span *s, uintptr_t objbase, uintptr_t *datap);
 
+/* ==== Giving memory back: scavenger, memory limit, out of memory ===========
+ * (issue 7; runtime/scavenger.c, runtime/mheap.c, runtime/mcentral.c;
+ * docs/memory.md describes the whole).  Lock order: heap lock, then an
+ * mcentral lock; the scavenger's own lock is never held with either. */
+
+/* The background scavenger thread.  start and stop are idempotent; the
+   collector starts it in rt__gc_init and stops it in rt__gc_shutdown
+   (rt__heap_destroy stops it too, so a forgotten stop cannot outlive the
+   heap).  wake is called once per cycle, right after mark termination,
+   with the new heap goal (UINT64_MAX when RTGC=off): it samples the pages
+   in use, sets the retained-memory goal, prints the scavtrace line, and
+   lets the thread run. */
+void     rt__scavenger_start(void);
+void     rt__scavenger_stop(void);
+void     rt__scavenger_wake(uint64_t heap_goal);
+/* Go's memoryLimitHeapGoal (notes 9.3): the heap goal that keeps
+   rt__mapped_ready() under RTMEMLIMIT; UINT64_MAX when no limit is set.
+   Lock-free; safe with the world stopped. */
+uint64_t rt__memlimit_heap_goal(uint64_t heap_marked);
+/* Return up to `bytes` (rounded up to whole pages, possibly to a whole
+   huge page) of free heap memory to the OS now, on the calling thread,
+   highest addresses first.  force = false skips nearly full chunks.
+   Returns the bytes released. */
+uint64_t rt__scavenge(uint64_t bytes, bool force);
+/* Synchronous scavenging (Go's allocSpan): a span just took new_bytes of
+   released pages; grew: the heap had to grow for it.  Called by mheap
+   with no lock held, before the span's memory is touched. */
+void     rt__scavenge_on_alloc(uint64_t new_bytes, bool grew);
+
+typedef struct rt_scav_stats {
+    uint64_t released_bg;        /* bytes released by the background thread, since rt_init */
+    uint64_t released_eager;     /* ... by allocating threads (memory limit, heap growth) */
+    uint64_t released_forced;    /* ... by rt_free_os_memory */
+    uint64_t bg_work_ns;         /* CPU time the background thread spent working */
+    uint64_t bg_cpu_ns;          /* the background thread's total CPU time (clock) */
+    uint64_t bg_life_ns;         /* wall time since the thread started */
+    uint64_t bg_rounds;          /* work-then-sleep rounds */
+    uint64_t gc_goal, limit_goal;  /* retained-memory goals now; UINT64_MAX = none */
+    uint64_t wakes;              /* rt__scavenger_wake calls */
+} rt_scav_stats;
+void rt__scavenger_read_stats(rt_scav_stats *out);
+void rt__scavenger_reset(void);      /* rt__heap_init: a new heap, no goals, zero stats */
+void rt__scavenger_on_free(void);    /* mheap freed a span: wake a thread parked with a goal unmet */
+
+/* Heap memory figures (runtime/mheap.c); lock-free, exact when quiescent. */
+uint64_t rt__heap_released_bytes(void);   /* free pages returned to the OS (heap_released) */
+uint64_t rt__heap_retained_bytes(void);   /* heap_sys - heap_released */
+uint64_t rt__heap_free_bytes(void);       /* free and not returned: what can be scavenged */
+uint64_t rt__heap_metadata_bytes(void);   /* off-heap metadata the limit counts */
+uint64_t rt__mapped_ready(void);          /* retained + metadata: what RTMEMLIMIT bounds */
+/* The scavenger's primitives (take the heap lock): take a run of free,
+   unreleased pages out of the free pool, then return it with the result
+   of rt__os_release. */
+size_t   rt__heap_scav_take(size_t max_pages, bool force, uintptr_t *base);
+void     rt__heap_scav_return(uintptr_t base, size_t npages, int os_result);
+void     rt__heap_scav_newgen(void);
+/* Pre-grow a class's span sets for n spans (runtime/mcentral.c). */
+int      rt__mcentral_reserve(rt_mcentral *c, size_t n);
+/* ==== end of issue 7 block ================================================= */
+
 #endif

@@ -137,8 +137,8 @@ static void *alloc_checked(const char *call, size_t size, const rt_type *type) {
     if (RT_UNLIKELY(!rt__type_valid(type)))
         rt__misuse(call, "the type %p is not an rt_type; pass RT_NOSCAN, RT_CONSERVATIVE or a type "
                    "from rt_type_layout/rt_type_traced", (const void *)type);
-    if (RT_UNLIKELY(rt__flags.word)) {
-        if (rt__flags.word & RT__FLAG_STOP) rt__park_if_stopping();
+    if (RT_UNLIKELY(rt__flags_load())) {
+        if (rt__flags_load() & RT__FLAG_STOP) rt__park_if_stopping();
         if (rt__cfg.gcstress) {
             rt_thread *t = rt__tls_thread;
             if (++t->stress_count % rt__cfg.gcstress == 0) st_relaxed(&rt__gc_pending, 1);

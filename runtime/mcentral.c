@@ -139,3 +139,30 @@ void rt__mcentral_check(rt_mcentral *c) {
     }
     pthread_mutex_unlock(&c->lock);
 }
+
+/* Make room for n spans in each of the four sets, so that pushing a span
+   never needs memory: mheap calls this before it creates a span of this
+   class, with n = the spans of the class that exist or are being made (a
+   span sits in at most one set).  0, or -1 if the OS refused memory, which
+   then becomes an ordinary out-of-memory failure of the allocation. */
+int rt__mcentral_reserve(rt_mcentral *c, size_t n) {
+    rt_spanset *sets[4] = { &c->partial[0], &c->partial[1], &c->full[0], &c->full[1] };
+    int rc = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        rt_spanset *ss = sets[i];
+        if (ss->cap >= n) continue;
+        size_t cap = ss->cap ? ss->cap : 512;
+        while (cap < n) cap *= 2;
+        rt_span **v = rt__os_alloc(cap * sizeof(rt_span *));
+        if (!v) { rc = -1; break; }
+        if (ss->v) {
+            memcpy(v, ss->v, ss->n * sizeof(rt_span *));
+            rt__os_unreserve(ss->v, ss->cap * sizeof(rt_span *));
+        }
+        ss->v = v;
+        ss->cap = cap;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}

@@ -1,6 +1,18 @@
 /* runtime/os.c -- Linux implementation of runtime/os.h (mmap, madvise,
  * clock_gettime).  Reservations are PROT_NONE + MAP_NORESERVE; commit is
- * mprotect, so untouched committed pages still cost no RSS. */
+ * mprotect, so untouched committed pages still cost no RSS.
+ *
+ * Releasing follows Go's chain (mem_linux.go sysUnusedOS): MADV_FREE if
+ * chosen, else or on failure MADV_DONTNEED, and as a last resort a fresh
+ * MAP_FIXED mapping over the range; the caller learns whether the range
+ * now reads as zero.
+ *
+ * Huge pages (docs/memory.md has the policy and the measurements): metadata
+ * reservations and mappings get MADV_NOHUGEPAGE, because they are sparse
+ * (the 32 MiB arena index, the summary arrays) and a huge page would turn a
+ * touched word into 2 MiB of RSS; heap arenas follow the system setting
+ * unless rt__os_set_heap_thp says otherwise.  A refused madvise for THP is
+ * ignored (kernels without THP return EINVAL). */
 
 #include "os.h"
 
@@ -9,19 +21,33 @@
 #include <unistd.h>
 
 static uint64_t failmmap_at;          /* 0 = off */
-static uint64_t mmap_calls;
+static uint64_t mmap_calls, refusals;
 static int      use_dontneed = 1;
+static int      heap_thp = RT_THP_SYSTEM;
+static uint64_t alloc_bytes;
 
-void rt__os_set_failmmap(uint64_t n) { failmmap_at = n; mmap_calls = 0; }
+void rt__os_set_failmmap(uint64_t n) {
+    __atomic_store_n(&mmap_calls, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&refusals, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&failmmap_at, n, __ATOMIC_RELEASE);
+}
+uint64_t rt__os_failmmap_refusals(void) { return __atomic_load_n(&refusals, __ATOMIC_RELAXED); }
 void rt__os_set_madvdontneed(int on) { use_dontneed = on; }
+void rt__os_set_heap_thp(int mode) { heap_thp = mode < 0 ? RT_THP_NONE : mode > 0 ? RT_THP_HUGE : RT_THP_SYSTEM; }
+int  rt__os_heap_thp(void) { return heap_thp; }
+uint64_t rt__os_alloc_bytes(void) { return __atomic_load_n(&alloc_bytes, __ATOMIC_RELAXED); }
+void rt__os_reset_stats(void) { __atomic_store_n(&alloc_bytes, 0, __ATOMIC_RELAXED); }
 
 static int injected_failure(void) {
+    uint64_t at = __atomic_load_n(&failmmap_at, __ATOMIC_ACQUIRE);
+    if (at == 0) return 0;
     uint64_t n = __atomic_add_fetch(&mmap_calls, 1, __ATOMIC_RELAXED);
-    return failmmap_at != 0 && n >= failmmap_at;
+    if (n < at) return 0;
+    __atomic_add_fetch(&refusals, 1, __ATOMIC_RELAXED);
+    return 1;
 }
 
-void *rt__os_reserve(size_t bytes, size_t align) {
-    if (injected_failure()) return NULL;
+static void *reserve(size_t bytes, size_t align) {
     size_t span = bytes + align;
     char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return NULL;
@@ -32,13 +58,36 @@ void *rt__os_reserve(size_t bytes, size_t align) {
     return (void *)a;
 }
 
+void *rt__os_reserve(size_t bytes, size_t align) {
+    if (injected_failure()) return NULL;
+    void *p = reserve(bytes, align);
+    if (p) (void)madvise(p, bytes, MADV_NOHUGEPAGE);
+    return p;
+}
+
+void *rt__os_reserve_heap(size_t bytes, size_t align) {
+    if (injected_failure()) return NULL;
+    void *p = reserve(bytes, align);
+    if (p && heap_thp != RT_THP_SYSTEM)
+        (void)madvise(p, bytes, heap_thp == RT_THP_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    return p;
+}
+
 int rt__os_commit(void *p, size_t bytes) {
     if (injected_failure()) return -1;
     return mprotect(p, bytes, PROT_READ | PROT_WRITE) == 0 ? 0 : -1;
 }
 
-void rt__os_release(void *p, size_t bytes) {
-    madvise(p, bytes, use_dontneed ? MADV_DONTNEED : MADV_FREE);
+int rt__os_release(void *p, size_t bytes) {
+    if (!use_dontneed && madvise(p, bytes, MADV_FREE) == 0) return RT_OS_RELEASED_DIRTY;
+    if (madvise(p, bytes, MADV_DONTNEED) == 0) return RT_OS_RELEASED_ZERO;
+    /* A fresh mapping in place: the old pages go, the new ones read zero.
+       The range keeps the heap's huge-page advice only if we reapply it. */
+    void *q = mmap(p, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (q == MAP_FAILED) return -1;
+    if (heap_thp != RT_THP_SYSTEM)
+        (void)madvise(p, bytes, heap_thp == RT_THP_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    return RT_OS_RELEASED_ZERO;
 }
 
 void rt__os_unreserve(void *p, size_t bytes) { munmap(p, bytes); }
@@ -46,7 +95,10 @@ void rt__os_unreserve(void *p, size_t bytes) { munmap(p, bytes); }
 void *rt__os_alloc(size_t bytes) {
     if (injected_failure()) return NULL;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED) return NULL;
+    (void)madvise(p, bytes, MADV_NOHUGEPAGE);
+    __atomic_add_fetch(&alloc_bytes, bytes, __ATOMIC_RELAXED);
+    return p;
 }
 
 static uint64_t clock_ns(clockid_t id) {

@@ -8,14 +8,22 @@
 #include <stdint.h>
 
 /* Reserve `bytes` of address space aligned to `align` (a power of two, at
-   least the OS page size), inaccessible.  NULL if the OS refuses. */
+   least the OS page size), inaccessible.  NULL if the OS refuses.  For
+   metadata: the range is marked MADV_NOHUGEPAGE (see docs/memory.md). */
 void *rt__os_reserve(size_t bytes, size_t align);
+/* The same for heap arenas: the range gets the heap's huge-page policy
+   (rt__os_set_heap_thp) instead. */
+void *rt__os_reserve_heap(size_t bytes, size_t align);
 /* Make [p, p+bytes) readable and writable (memory reads as zero the first
    time).  0 on success, -1 if the OS refuses. */
 int   rt__os_commit(void *p, size_t bytes);
-/* Give the physical pages of [p, p+bytes) back; the range stays mapped and
-   reads as zero afterwards (MADV_DONTNEED) unless madv_free was chosen. */
-void  rt__os_release(void *p, size_t bytes);
+/* Give the physical pages of [p, p+bytes) back; the range stays mapped.
+   Returns RT_OS_RELEASED_ZERO if the range now reads as zero (MADV_DONTNEED,
+   or the MAP_FIXED remap fallback), RT_OS_RELEASED_DIRTY if it may still
+   hold old data (MADV_FREE: the kernel reclaims it only under pressure),
+   or -1 if nothing was released. */
+enum { RT_OS_RELEASED_ZERO = 0, RT_OS_RELEASED_DIRTY = 1 };
+int   rt__os_release(void *p, size_t bytes);
 /* Unmap a reservation entirely (rt_shutdown). */
 void  rt__os_unreserve(void *p, size_t bytes);
 /* Reserve and commit in one step, for off-heap metadata; NULL on refusal. */
@@ -27,10 +35,28 @@ uint64_t rt__cputime_process(void); /* CPU time of the whole process, ns */
 int      rt__ncpu(void);
 size_t   rt__os_pagesize(void);
 
-/* Fault injection (RTDEBUG=failmmap=N): the Nth and later reservations or
-   commits fail.  0 disables. */
+/* Fault injection (RTDEBUG=failmmap=N): the Nth and later reservations,
+   commits and metadata mappings (rt__os_reserve, rt__os_reserve_heap,
+   rt__os_commit, rt__os_alloc) fail, counted from this call.  0 disables.
+   rt__os_release is never failed on purpose. */
 void rt__os_set_failmmap(uint64_t n);
+/* Calls refused by failmmap so far (tests). */
+uint64_t rt__os_failmmap_refusals(void);
 /* madvise flavour for rt__os_release: 1 = MADV_DONTNEED (default), 0 = MADV_FREE. */
 void rt__os_set_madvdontneed(int on);
+
+/* Transparent huge pages for heap arenas: RT_THP_SYSTEM (default) leaves
+   them to /sys/kernel/mm/transparent_hugepage/enabled, RT_THP_HUGE asks
+   for huge pages (MADV_HUGEPAGE), RT_THP_NONE refuses them
+   (MADV_NOHUGEPAGE).  Applies to arenas reserved afterwards. */
+enum { RT_THP_NONE = -1, RT_THP_SYSTEM = 0, RT_THP_HUGE = 1 };
+void rt__os_set_heap_thp(int mode);
+int  rt__os_heap_thp(void);
+
+/* Bytes handed out by rt__os_alloc since the last reset (off-heap metadata:
+   span and bitmap pools, span sets, arena records, page-allocator blocks,
+   mark work buffers).  Unmapping does not subtract.  Reset at rt_init. */
+uint64_t rt__os_alloc_bytes(void);
+void     rt__os_reset_stats(void);
 
 #endif

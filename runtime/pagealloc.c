@@ -106,7 +106,9 @@ struct rt__pagealloc {
     uintptr_t search;               /* every page below is in use */
     size_t    chunk_lo, chunk_hi;   /* grown chunk indices lie in [lo, hi) */
     size_t    scav_hi;              /* no scavenge candidate in chunks >= this */
+    size_t    scav_bg;              /* background walk resumes below this chunk */
     size_t    total, inuse, scav;   /* pages */
+    size_t    meta;                 /* summary bytes committed (metadata accounting) */
     size_t    ospage;
     pa_block *block[NBLOCKS];       /* sparse chunk bitmaps */
 };
@@ -417,6 +419,8 @@ rt__pagealloc *rt__pages_new(void) {
     memset(pa, 0, sizeof *pa);
     pa->ospage = rt__os_pagesize();
     pa->search = MAX_SEARCH;
+    pa->scav_bg = SIZE_MAX;
+    pa->meta = LEVEL_ENTRIES(0) * sizeof(uint64_t);
     for (int l = 0; l < LEVELS; l++) {
         size_t bytes = LEVEL_ENTRIES(l) * sizeof(uint64_t);
         pa->sum[l] = rt__os_reserve(bytes, pa->ospage);
@@ -451,6 +455,7 @@ int rt__pages_grow(rt__pagealloc *pa, uintptr_t base, size_t bytes) {
         uintptr_t e = (uintptr_t)(pa->sum[l] + (c1 >> shift) + 1);
         e = (e + pa->ospage - 1) & ~(uintptr_t)(pa->ospage - 1);
         if (rt__os_commit((void *)a, e - a) != 0) return -1;
+        pa->meta += e - a;
     }
     for (size_t bi = c0 >> BLOCK_BITS; bi <= c1 >> BLOCK_BITS; bi++) {
         if (pa->block[bi]) continue;
@@ -528,6 +533,7 @@ void rt__pages_free(rt__pagealloc *pa, uintptr_t base, size_t npages) {
     pa->inuse -= npages;
     if (base < pa->search) pa->search = base;
     if (c1 + 1 > pa->scav_hi) pa->scav_hi = c1 + 1;
+    if (c1 + 1 > pa->scav_bg) pa->scav_bg = c1 + 1;
 }
 
 /* Highest grown chunk below ci, or SIZE_MAX; skips unmapped blocks and
@@ -583,6 +589,113 @@ size_t rt__pages_scavenge(rt__pagealloc *pa, size_t max_pages,
     pa->scav_hi = done >= max_pages && ci != SIZE_MAX ? ci + 1 : 0;
     return done;
 }
+
+/* ---- Scavenging without the lock held (rt__pages_scav_take/return) --------
+ *
+ * The heap's scavenger cannot keep the heap lock across madvise, and a
+ * page must not be handed out while the OS is zeroing it.  So a run is
+ * taken out of the free pool (marked in use, exactly like an allocation),
+ * released with no lock held, and given back already scavenged.  Runs are
+ * the highest free, unscavenged pages of the highest chunk that has any,
+ * never longer than a chunk; a run that covers the bottom of a free 2 MiB
+ * huge page is stretched down to its start rather than splitting it.  The
+ * background walk (force = false) skips chunks at least 96.875% in use
+ * (Go's scavChunkHiOccFrac: they will be reused soon and are the best huge
+ * page candidates) and remembers where it stopped in scav_bg, raised by
+ * frees and reset by rt__pages_scav_newgen. */
+
+#define HUGE_PAGES  256u            /* 2 MiB / 8 KiB */
+#define DENSE_PAGES 496u            /* 496 of 512 pages in use */
+
+static unsigned chunk_inuse(const pa_chunk *ch) {
+    unsigned n = 0;
+    for (unsigned w = 0; w < WORDS; w++) n += pop64(ch->alloc[w]);
+    return n;
+}
+
+/* The highest run of free, unscavenged pages of a chunk: returns its end
+   (exclusive page index) and sets *lo to its start; 0 if there is none. */
+static unsigned chunk_top_run(const pa_chunk *ch, unsigned *lo) {
+    int w = WORDS - 1;
+    uint64_t cand = 0;
+    for (; w >= 0; w--)
+        if ((cand = ~ch->alloc[w] & ~ch->scav[w]) != 0) break;
+    if (w < 0) return 0;
+    unsigned top = 63 - clz64(cand);
+    uint64_t up = cand << (63 - top);                   /* run's top at bit 63 */
+    unsigned len = ~up == 0 ? 64 : clz64(~up);
+    unsigned hi = (unsigned)w * 64 + top + 1, l = hi - len;
+    while (l % 64 == 0 && l > 0) {                      /* the run goes on below */
+        unsigned w2 = l / 64 - 1;
+        uint64_t c2 = ~ch->alloc[w2] & ~ch->scav[w2];
+        unsigned n = ~c2 == 0 ? 64 : clz64(~c2);
+        l -= n;
+        if (n < 64) break;
+    }
+    *lo = l;
+    return hi;
+}
+
+size_t rt__pages_scav_take(rt__pagealloc *pa, size_t max_pages, bool force, uintptr_t *base) {
+    if (max_pages == 0) return 0;
+    size_t start = pa->scav_hi;
+    if (!force && pa->scav_bg < start) start = pa->scav_bg;
+    bool from_top = start == pa->scav_hi;
+    size_t ci = start, skipped_hi = 0;
+    unsigned lo = 0, hi = 0;
+    while ((ci = prev_grown(pa, ci)) != SIZE_MAX) {
+        if (pa->sum[LEVELS - 1][ci] == 0) continue;     /* every page in use */
+        const pa_chunk *ch = chunk_ptr(pa, ci);
+        if (!force && chunk_inuse(ch) >= DENSE_PAGES) {
+            if (ci + 1 > skipped_hi) skipped_hi = ci + 1;
+            continue;
+        }
+        if ((hi = chunk_top_run(ch, &lo)) != 0) break;
+    }
+    if (ci == SIZE_MAX) {
+        if (from_top) pa->scav_hi = skipped_hi;
+        if (!force) pa->scav_bg = 0;
+        return 0;
+    }
+    if (from_top) pa->scav_hi = ci + 1 > skipped_hi ? ci + 1 : skipped_hi;
+    if (!force) pa->scav_bg = ci + 1;
+    unsigned from = hi - lo > max_pages ? hi - (unsigned)max_pages : lo;
+    unsigned hp = from & ~(HUGE_PAGES - 1);
+    if (from != hp && lo <= hp) from = hp;              /* do not split a free huge page */
+    size_t n = hi - from;
+    *base = chunk_base(ci) + ((uintptr_t)from << PAGE_SHIFT);
+    alloc_range(pa, *base, n);
+    pa->inuse += n;
+    return n;
+}
+
+void rt__pages_scav_return(rt__pagealloc *pa, uintptr_t base, size_t npages, bool released) {
+    if (npages == 0) return;
+    size_t p = base >> PAGE_SHIFT, end = p + npages;
+    while (p < end) {
+        pa_chunk *ch = chunk_ptr(pa, p >> 9);
+        unsigned w = (unsigned)(p & 511) / 64, lo = (unsigned)p % 64;
+        unsigned hi = end - p >= 64 - lo ? 64 : lo + (unsigned)(end - p);
+        uint64_t m = word_mask(lo, hi);
+        PA_ASSERT((ch->alloc[w] & m) == m && (ch->scav[w] & m) == 0);
+        ch->alloc[w] &= ~m;
+        if (released) ch->scav[w] |= m;
+        p += hi - lo;
+    }
+    size_t c1 = chunk_of(base + ((npages - 1) << PAGE_SHIFT));
+    sum_update(pa, chunk_of(base), c1);
+    pa->inuse -= npages;
+    if (released) pa->scav += npages;
+    if (base < pa->search) pa->search = base;
+    if (!released) {                                    /* candidates again */
+        if (c1 + 1 > pa->scav_hi) pa->scav_hi = c1 + 1;
+        if (c1 + 1 > pa->scav_bg) pa->scav_bg = c1 + 1;
+    }
+}
+
+void rt__pages_scav_newgen(rt__pagealloc *pa) { pa->scav_bg = SIZE_MAX; }
+
+size_t rt__pages_meta_bytes(const rt__pagealloc *pa) { return pa->meta; }
 
 size_t rt__pages_total(const rt__pagealloc *pa) { return pa->total; }
 size_t rt__pages_inuse(const rt__pagealloc *pa) { return pa->inuse; }

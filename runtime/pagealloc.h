@@ -41,6 +41,20 @@ void      rt__pages_free(rt__pagealloc *pa, uintptr_t base, size_t npages);
 size_t    rt__pages_scavenge(rt__pagealloc *pa, size_t max_pages,
                              void (*fn)(uintptr_t base, size_t npages, void *ctx), void *ctx);
 
+/* Scavenging with the lock dropped: take the highest run of at most
+   max_pages free, unscavenged pages out of the free pool (they read as in
+   use, so nothing allocates them), then give it back with
+   rt__pages_scav_return, scavenged if the OS took the pages (released) or
+   unscavenged if it refused.  force = false skips chunks that are at least
+   96.875% in use and resumes where the last such walk stopped, until
+   rt__pages_scav_newgen (a new GC cycle) starts again from the top.
+   Returns pages taken, *base the run's address; 0 if none. */
+size_t    rt__pages_scav_take(rt__pagealloc *pa, size_t max_pages, bool force, uintptr_t *base);
+void      rt__pages_scav_return(rt__pagealloc *pa, uintptr_t base, size_t npages, bool released);
+void      rt__pages_scav_newgen(rt__pagealloc *pa);
+/* Bytes of summary arrays committed so far (for the memory limit). */
+size_t    rt__pages_meta_bytes(const rt__pagealloc *pa);
+
 /* Counters, exact. */
 size_t    rt__pages_total(const rt__pagealloc *pa);      /* pages added by grow */
 size_t    rt__pages_inuse(const rt__pagealloc *pa);      /* allocated pages */

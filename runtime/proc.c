@@ -182,7 +182,7 @@ void rt__safepoint_slow(void) {
 }
 
 void (rt_safepoint)(void) {
-    if (rt__flags.word & RT__FLAG_STOP) rt__safepoint_slow();
+    if (rt__flags_load() & RT__FLAG_STOP) rt__safepoint_slow();
 }
 
 void rt_enter_blocking(void) {

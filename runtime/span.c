@@ -109,8 +109,9 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
     s->alloc_bits = bitmap_alloc(s->bitmap_words);
     s->mark_bits = bitmap_alloc(s->bitmap_words);
     s->header_bits = rt__span_has_heapbits(s) ? bitmap_alloc(s->bitmap_words) : NULL;
-    if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->header_bits))
-        rt__fatal("out of memory for span bitmaps");
+    /* Out of memory for a bitmap: the caller (mheap) sees a NULL bitmap,
+       releases the others and reports the allocation as failed. */
+    if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->header_bits)) return;
     /* Clearing the heap bits first makes the page's first touch a write:
        one page fault instead of a read fault and a copy-on-write fault. */
     if (rt__span_has_heapbits(s)) memset(rt__span_heapbits(s), 0, RT__HEAPBITS_BYTES);

@@ -37,7 +37,10 @@ void rt_read_mem_stats(rt_mem_stats *out) {
     pthread_mutex_lock(&rt__heap.lock);
     out->heap_sys = rt__heap.sys_bytes;
     out->heap_inuse = (uint64_t)rt__heap.pages_inuse_spans * RT_PAGE_SIZE;
-    out->heap_released = (uint64_t)rt__pages_scavenged(rt__heap.pages) * RT_PAGE_SIZE;
+    /* Exact: free pages whose release to the OS completed (their scavenged
+       bit is set), fresh address space included, as in Go.  Pages the
+       scavenger is releasing right now count as idle, not yet released. */
+    out->heap_released = rt__heap_released_bytes();
     pthread_mutex_unlock(&rt__heap.lock);
     out->heap_idle = out->heap_sys - out->heap_inuse;
     rt__gc_fill_stats(out);

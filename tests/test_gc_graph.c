@@ -11,7 +11,8 @@
  *   - every node reachable in the model is intact: id, checksum and all
  *     four edges equal the model's, and its slot was never handed out again;
  *   - every node unreachable in the model was reclaimed: with
- *     clobberfree=1 and scan_thread_stacks=0 its memory holds 0xdeadbeef,
+ *     clobberfree=1 and scan_thread_stacks=0 its memory holds 0xdeadbeef
+ *     (or zeros, once the scavenger returned its free page to the OS),
  *     unless its slot was handed out again to a newer node (a global
  *     registry of node addresses records that, across threads).
  * With stack scanning on (last variant) an unreachable node may also be
@@ -95,11 +96,16 @@ static uint64_t ck(uint64_t t) { return mix(t ^ 0x5eed5eed5eed5eedull); }
 static inline uintptr_t hide(const void *p) { return (uintptr_t)p ^ HIDE_MASK; }
 static inline node *reveal(uintptr_t h) { return (node *)(h ^ HIDE_MASK); }
 
-static bool clobbered(const node *n) {
+/* Swept free (clobberfree=1), or all zero: the free page went back to the
+   OS.  A live node is never all zero (its id is not). */
+static bool reclaimed(const node *n) {
     const uint32_t *w = (const uint32_t *)n;
-    for (size_t i = 0; i < sizeof(node) / 4; i++)
-        if (w[i] != 0xdeadbeefu) return false;
-    return true;
+    bool clob = true, zero = true;
+    for (size_t i = 0; i < sizeof(node) / 4; i++) {
+        clob &= w[i] == 0xdeadbeefu;
+        zero &= w[i] == 0;
+    }
+    return clob || zero;
 }
 
 /* ---- the model of one graph ------------------------------------------------------- */
@@ -197,7 +203,7 @@ static void check_node(graph *g, int32_t id, const char *when) {
     CHECK(!__atomic_load_n(&g->reused[id], __ATOMIC_RELAXED),
           "graph %d %s: reachable node %d's slot %p was handed out to a newer node", g->gi, when, id, (void *)ptr_of(g, id));
     const node *p = ptr_of(g, id);
-    CHECK(!clobbered(p), "graph %d %s: reachable node %d at %p was freed", g->gi, when, id, (const void *)p);
+    CHECK(!reclaimed(p), "graph %d %s: reachable node %d at %p was freed", g->gi, when, id, (const void *)p);
     CHECK(p->id == tag(g->gi, id) && p->check == ck(p->id),
           "graph %d %s: reachable node %d at %p has id %#llx check %#llx, want %#llx", g->gi, when, id, (const void *)p,
           (unsigned long long)p->id, (unsigned long long)p->check, (unsigned long long)tag(g->gi, id));
@@ -238,7 +244,7 @@ static void check_full(graph *g, bool precise, const char *when) {
         if (__atomic_load_n(&g->reused[id], __ATOMIC_RELAXED)) {
             g->state[id] = DEAD;
             g->reused_seen++;
-        } else if (clobbered(ptr_of(g, id))) {
+        } else if (reclaimed(ptr_of(g, id))) {
             g->state[id] = DEAD;
             g->freed_seen++;
         } else {

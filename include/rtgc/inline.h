@@ -71,6 +71,9 @@ typedef struct rt__mcache {
 #define RT__FLAG_SLOWALLOC 4u
 typedef struct { volatile uint32_t word; } rt__flags_t;
 extern rt__flags_t rt__flags;
+/* One relaxed load (a plain move on x86-64); the flag changes only while
+   the world is stopped, and the stop itself orders everything else. */
+static inline uint32_t rt__flags_load(void) { return __atomic_load_n(&rt__flags.word, __ATOMIC_RELAXED); }
 
 /* The calling thread's mcache while it holds a P, else NULL. */
 extern __thread rt__mcache *rt__tls_mcache __attribute__((tls_model("initial-exec")));
@@ -127,7 +130,7 @@ static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintp
 static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size, const rt_type *type) {
     if (__builtin_constant_p(size) && size > 0 && size <= RT__MAX_NOHEADER_SIZE) {
         rt__mcache *c = rt__tls_mcache;
-        if (RT__LIKELY(c != NULL && rt__flags.word == 0)) {
+        if (RT__LIKELY(c != NULL && rt__flags_load() == 0)) {
             unsigned cls = rt__size_to_class_inline(size);
             uintptr_t elemsize = rt__class_to_size[cls];
             if (type == RT_NOSCAN) {
@@ -164,12 +167,12 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
 }
 
 static inline __attribute__((always_inline)) void rt__store_inline(void *slot, void *value) {
-    if (RT__UNLIKELY(rt__flags.word & RT__FLAG_WB)) { rt__store_slow(slot, value); return; }
-    *(void **)slot = value;
+    if (RT__UNLIKELY(rt__flags_load() & RT__FLAG_WB)) { rt__store_slow(slot, value); return; }
+    __atomic_store_n((void **)slot, value, __ATOMIC_RELAXED);   /* a plain move; never torn */
 }
 
 static inline __attribute__((always_inline)) void rt__safepoint_inline(void) {
-    if (RT__UNLIKELY(rt__flags.word & RT__FLAG_STOP)) rt__safepoint_slow();
+    if (RT__UNLIKELY(rt__flags_load() & RT__FLAG_STOP)) rt__safepoint_slow();
 }
 
 #define rt_alloc(size, type) rt__alloc_inline((size), (type))

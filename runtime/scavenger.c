@@ -1,0 +1,335 @@
+/* runtime/scavenger.c -- giving free heap memory back to the OS, and the
+ * memory limit's heap goal (Go's mgcscavenge.go and memoryLimitHeapGoal;
+ * reference notes sections 9.3 and 11; docs/memory.md).
+ *
+ * Owns: the background scavenger thread, synchronous ("eager") scavenging
+ * on allocation, rt_free_os_memory, the scavtrace line, and
+ * rt__memlimit_heap_goal.
+ *
+ * What is released.  Free pages that still hold physical memory, highest
+ * addresses first, in runs of at most a chunk, through mheap's take/return
+ * primitives: a run is taken out of the free pool under the heap lock (so
+ * no allocation can get it while the kernel zeroes it), released with
+ * madvise with no lock held, and returned marked scavenged.  A span made
+ * only of scavenged pages is known to be zero (runtime/mheap.c).
+ *
+ * Goals (Go's gcPaceScavenger), evaluated against lock-free figures:
+ *   - the GOGC goal, set at every rt__scavenger_wake from the second one on:
+ *       retained <= in_use(last cycle) x goal / goal(last cycle) x 1.10
+ *     where retained = heap_sys - heap_released and in_use is the bytes in
+ *     in-use spans sampled at the wake.  A goal already met at the wake is
+ *     switched off until the next wake (a heap growing back within its goal
+ *     is not fought);
+ *   - the memory-limit goal: rt__mapped_ready() <= 95% of RTMEMLIMIT.
+ * The thread runs while either is unmet and there is something to release.
+ *
+ * Pacing: about 1% of one CPU.  The thread works in runs of up to 512 KiB
+ * until it has used at least 1 ms of CPU (its own thread clock, wake-up
+ * cost included) or the goals are met, then sleeps 99 times what it used.
+ * The background walk skips chunks at least 96.875% in use (they will be
+ * reused) and parks when it finds nothing to release, until the next wake
+ * or the next span freed while a goal is unmet.
+ *
+ * Synchronous scavenging (Go's allocSpan): when a span takes pages that
+ * had been released, before they are touched, the allocating thread
+ * releases other free pages if mapped-ready memory now exceeds the limit
+ * (all chunks, however dense), and if the heap had to grow while retained
+ * memory is over the GOGC goal (up to the bytes just taken).  The GC CPU
+ * limiter, which in Go turns the first off while the collector is over
+ * its CPU budget, is not here yet.
+ *
+ * Locks: the scavenger's lock is never held while calling into mheap. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#define PERCENT        1                       /* of one CPU */
+#define MIN_WORK_NS    1000000ull              /* work at least this much per round */
+#define BG_RUN_BYTES   ((uint64_t)512 << 10)   /* background madvise size */
+#define RETAIN_EXTRA   10                      /* percent over the GOGC-based goal */
+#define LIMIT_PERCENT  95                      /* background goal under a memory limit */
+#define NO_GOAL        UINT64_MAX
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    pthread_t       thread;
+    bool            running, quit;
+    uint64_t        kick;            /* wakes so far */
+    uint64_t        idle_kick;       /* kick value when the thread found nothing to do */
+    int             want_nudge;      /* parked with a goal unmet: a freed span should wake it */
+    uint64_t        gc_goal;         /* retained-memory goal, NO_GOAL if none */
+    uint64_t        last_inuse, last_heap_goal;
+    bool            have_last;
+    uint64_t        start_ns, cpu_at_stop;
+    /* statistics, atomics */
+    uint64_t        rel_bg, rel_eager, rel_forced;
+    uint64_t        trace_bg, trace_eager;   /* since the last scavtrace line */
+    uint64_t        work_ns, rounds, wakes;
+} SC = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .gc_goal = NO_GOAL };
+
+static uint64_t limit_bytes(void) {
+    int64_t l = ld_relaxed(&rt__cfg.memory_limit);
+    return l < 0 || l == INT64_MAX ? NO_GOAL : (uint64_t)l;
+}
+
+static uint64_t limit_goal(void) {
+    uint64_t l = limit_bytes();
+    return l == NO_GOAL ? NO_GOAL : l / 100 * LIMIT_PERCENT;
+}
+
+/* Bytes the background thread should still release. */
+static uint64_t bg_need(void) {
+    uint64_t need = 0, g = ld_relaxed(&SC.gc_goal), lg = limit_goal();
+    if (g != NO_GOAL) {
+        uint64_t r = rt__heap_retained_bytes();
+        if (r > g) need = r - g;
+    }
+    if (lg != NO_GOAL) {
+        uint64_t m = rt__mapped_ready();
+        if (m > lg && m - lg > need) need = m - lg;
+    }
+    return need;
+}
+
+/* Release up to `bytes` now on this thread; returns bytes released. */
+static uint64_t scavenge_run(uint64_t bytes, bool force, uint64_t max_run) {
+    uint64_t done = 0;
+    while (done < bytes) {
+        uint64_t want = bytes - done < max_run ? bytes - done : max_run;
+        size_t pages = (size_t)((want + RT_PAGE_SIZE - 1) / RT_PAGE_SIZE);
+        uintptr_t base;
+        size_t n = rt__heap_scav_take(pages, force, &base);
+        if (n == 0) break;
+        int rc = rt__os_release((void *)base, n * RT_PAGE_SIZE);
+        rt__heap_scav_return(base, n, rc);
+        if (rc < 0) break;                      /* the kernel refuses: try again later */
+        done += (uint64_t)n * RT_PAGE_SIZE;
+    }
+    return done;
+}
+
+uint64_t rt__scavenge(uint64_t bytes, bool force) {
+    uint64_t n = scavenge_run(bytes, force, RT_CHUNK_BYTES);
+    add_relaxed(&SC.rel_eager, n);
+    add_relaxed(&SC.trace_eager, n);
+    return n;
+}
+
+void rt__scavenge_on_alloc(uint64_t new_bytes, bool grew) {
+    uint64_t todo = 0, l = limit_bytes();
+    bool force = false;
+    if (l != NO_GOAL) {
+        uint64_t m = rt__mapped_ready();        /* already counts the new pages */
+        if (m > l) { todo = m - l; force = true; }
+    }
+    uint64_t g = ld_relaxed(&SC.gc_goal);
+    if (grew && g != NO_GOAL) {
+        uint64_t r = rt__heap_retained_bytes();
+        if (r > g) {
+            uint64_t t = r - g < new_bytes ? r - g : new_bytes;
+            if (t > todo) todo = t;
+        }
+    }
+    if (todo == 0 || rt__heap_free_bytes() == 0) return;
+    rt__scavenge(todo, force);
+}
+
+/* ---- The background thread ---------------------------------------------------- */
+
+static void sleep_ns(uint64_t ns) {
+    /* Interruptible by stop only; SC.lock held. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t t = (uint64_t)ts.tv_nsec + ns % 1000000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u + t / 1000000000u);
+    ts.tv_nsec = (long)(t % 1000000000u);
+    while (!SC.quit)
+        if (pthread_cond_timedwait(&SC.cond, &SC.lock, &ts) != 0) break;
+}
+
+static void *scavenger_main(void *arg) {
+    (void)arg;
+    uint64_t round_start = rt__cputime_thread();
+    pthread_mutex_lock(&SC.lock);
+    while (!SC.quit) {
+        if (SC.idle_kick == SC.kick || bg_need() == 0) {
+            /* Nothing to do: park until a wake, or a freed span if a goal
+               is still unmet. */
+            SC.idle_kick = SC.kick;
+            st_relaxed(&SC.want_nudge, bg_need() != 0);
+            pthread_cond_wait(&SC.cond, &SC.lock);
+            st_relaxed(&SC.want_nudge, 0);
+            round_start = rt__cputime_thread();
+            continue;
+        }
+        pthread_mutex_unlock(&SC.lock);
+        uint64_t released = 0, need;
+        bool found_nothing = false;
+        do {
+            need = bg_need();
+            if (need == 0) break;
+            uint64_t n = scavenge_run(need < BG_RUN_BYTES ? need : BG_RUN_BYTES, false, BG_RUN_BYTES);
+            if (n == 0) { found_nothing = true; break; }
+            released += n;
+        } while (rt__cputime_thread() - round_start < MIN_WORK_NS);
+        uint64_t worked = rt__cputime_thread() - round_start;
+        add_relaxed(&SC.rel_bg, released);
+        add_relaxed(&SC.trace_bg, released);
+        add_relaxed(&SC.work_ns, worked);
+        add_relaxed(&SC.rounds, 1);
+        pthread_mutex_lock(&SC.lock);
+        if (found_nothing) SC.idle_kick = SC.kick;   /* park after the sleep */
+        sleep_ns(worked * (100 - PERCENT) / PERCENT);
+        round_start = rt__cputime_thread();
+    }
+    pthread_mutex_unlock(&SC.lock);
+    return NULL;
+}
+
+void rt__scavenger_start(void) {
+    pthread_mutex_lock(&SC.lock);
+    if (SC.running) { pthread_mutex_unlock(&SC.lock); return; }
+    SC.quit = false;
+    SC.idle_kick = SC.kick;      /* nothing to do until a goal exists */
+    if (pthread_create(&SC.thread, NULL, scavenger_main, NULL) != 0) {
+        pthread_mutex_unlock(&SC.lock);
+        rt__warn("cannot create the scavenger thread; free memory goes back to the OS only through "
+                 "rt_free_os_memory and the memory limit");
+        return;
+    }
+    pthread_setname_np(SC.thread, "rtgc-scavenger");
+    SC.running = true;
+    SC.start_ns = rt__nanotime();
+    pthread_mutex_unlock(&SC.lock);
+}
+
+static uint64_t thread_cpu(pthread_t t) {
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(t, &cid) != 0 || clock_gettime(cid, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void rt__scavenger_stop(void) {
+    pthread_mutex_lock(&SC.lock);
+    if (!SC.running) { pthread_mutex_unlock(&SC.lock); return; }
+    SC.quit = true;
+    pthread_cond_broadcast(&SC.cond);
+    pthread_t t = SC.thread;
+    SC.cpu_at_stop = thread_cpu(t);
+    pthread_mutex_unlock(&SC.lock);
+    pthread_join(t, NULL);
+    pthread_mutex_lock(&SC.lock);
+    SC.running = false;
+    pthread_mutex_unlock(&SC.lock);
+}
+
+/* A span was freed (mheap): wake a thread parked with a goal unmet. */
+void rt__scavenger_on_free(void) {
+    if (!ld_relaxed(&SC.want_nudge)) return;
+    pthread_mutex_lock(&SC.lock);
+    if (SC.want_nudge) {
+        SC.want_nudge = 0;
+        SC.kick++;
+        pthread_cond_broadcast(&SC.cond);
+    }
+    pthread_mutex_unlock(&SC.lock);
+}
+
+/* Go's printScavTrace. */
+static void trace_line(uint64_t bg, uint64_t eager, bool forced) {
+    uint64_t released = rt__heap_released_bytes(), retained = rt__heap_retained_bytes();
+    uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;
+    fprintf(stderr, "scav %llu KiB work (bg), %llu KiB work (eager), %llu KiB now, %llu%% util%s\n",
+            (unsigned long long)(bg >> 10), (unsigned long long)(eager >> 10),
+            (unsigned long long)(released >> 10),
+            (unsigned long long)(retained ? inuse * 100 / retained : 100), forced ? " (forced)" : "");
+}
+
+void rt__scavenger_wake(uint64_t heap_goal) {
+    uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;
+    uint64_t retained = rt__heap_retained_bytes();
+    uint64_t ospage = rt__os_pagesize();
+    pthread_mutex_lock(&SC.lock);
+    uint64_t goal = NO_GOAL;
+    if (SC.have_last && heap_goal != NO_GOAL && SC.last_heap_goal != NO_GOAL && SC.last_heap_goal != 0) {
+        double g = (double)SC.last_inuse * ((double)heap_goal / (double)SC.last_heap_goal);
+        g += g * RETAIN_EXTRA / 100;
+        goal = g >= 1.8e19 ? NO_GOAL : ((uint64_t)g + ospage - 1) & ~(ospage - 1);
+        if (goal != NO_GOAL && (retained <= goal || retained - goal < ospage)) goal = NO_GOAL;
+    }
+    st_relaxed(&SC.gc_goal, goal);
+    SC.last_inuse = inuse;
+    SC.last_heap_goal = heap_goal;
+    SC.have_last = true;
+    SC.kick++;
+    SC.wakes++;
+    if (rt__cfg.scavtrace) {
+        trace_line(__atomic_exchange_n(&SC.trace_bg, 0, __ATOMIC_RELAXED),
+                   __atomic_exchange_n(&SC.trace_eager, 0, __ATOMIC_RELAXED), false);
+    }
+    pthread_cond_broadcast(&SC.cond);
+    pthread_mutex_unlock(&SC.lock);
+    rt__heap_scav_newgen();
+}
+
+void rt__scavenger_reset(void) {
+    pthread_mutex_lock(&SC.lock);
+    SC.gc_goal = NO_GOAL;
+    SC.have_last = false;
+    SC.last_inuse = SC.last_heap_goal = 0;
+    SC.idle_kick = SC.kick;
+    SC.want_nudge = 0;
+    SC.rel_bg = SC.rel_eager = SC.rel_forced = 0;
+    SC.trace_bg = SC.trace_eager = 0;
+    SC.work_ns = SC.rounds = SC.wakes = 0;
+    SC.cpu_at_stop = 0;
+    pthread_mutex_unlock(&SC.lock);
+}
+
+void rt__scavenger_read_stats(rt_scav_stats *out) {
+    pthread_mutex_lock(&SC.lock);
+    out->released_bg = ld_relaxed(&SC.rel_bg);
+    out->released_eager = ld_relaxed(&SC.rel_eager);
+    out->released_forced = ld_relaxed(&SC.rel_forced);
+    out->bg_work_ns = ld_relaxed(&SC.work_ns);
+    out->bg_rounds = ld_relaxed(&SC.rounds);
+    out->bg_cpu_ns = SC.running ? thread_cpu(SC.thread) : SC.cpu_at_stop;
+    out->bg_life_ns = SC.running ? rt__nanotime() - SC.start_ns : 0;
+    out->gc_goal = ld_relaxed(&SC.gc_goal);
+    out->limit_goal = limit_goal();
+    out->wakes = SC.wakes;
+    pthread_mutex_unlock(&SC.lock);
+}
+
+/* ---- rt_free_os_memory -------------------------------------------------------- */
+
+void rt_free_os_memory(void) {
+    if (!rt__g.initialized) rt__misuse("rt_free_os_memory", "rtgc is not initialized; call rt_init() first");
+    rt_gc();
+    uint64_t n = scavenge_run(UINT64_MAX, true, RT_CHUNK_BYTES);
+    add_relaxed(&SC.rel_forced, n);
+    if (rt__cfg.scavtrace) trace_line(0, n, true);
+}
+
+/* ---- The memory limit's heap goal (Go's memoryLimitHeapGoal) ---------------------- */
+
+uint64_t rt__memlimit_heap_goal(uint64_t heap_marked) {
+    uint64_t limit = limit_bytes();
+    if (limit == NO_GOAL) return UINT64_MAX;
+    uint64_t mapped = rt__mapped_ready();
+    uint64_t heap_free = rt__heap_free_bytes();
+    uint64_t ta = ld_relaxed(&rt__heap.total_alloc_bytes), tf = ld_relaxed(&rt__heap.total_free_bytes);
+    uint64_t heap_alloc = ta > tf ? ta - tf : 0;
+    /* Everything mapped that is neither a free page nor an object. */
+    uint64_t nonheap = heap_free + heap_alloc < mapped ? mapped - heap_free - heap_alloc : 0;
+    uint64_t overage = mapped > limit ? mapped - limit : 0;
+    if (nonheap + overage >= limit) return heap_marked;
+    uint64_t goal = limit - (nonheap + overage);
+    uint64_t headroom = goal / 100 * 3;
+    if (headroom < ((uint64_t)1 << 20)) headroom = (uint64_t)1 << 20;
+    goal = goal > 2 * headroom ? goal - headroom : headroom;
+    return goal > heap_marked ? goal : heap_marked;
+}

@@ -1,0 +1,460 @@
+/* tests/test_scavenge.c -- giving memory back (issue 7):
+ *   - after a 1 GiB spike dies, RSS (/proc/self/statm) falls to 1.1x the
+ *     heap goal within 10 s with no call but the collection itself, the
+ *     background scavenger using about 1% of a CPU; at once after
+ *     rt_free_os_memory;
+ *   - heap_released is exact, released pages come back zeroed without
+ *     clearing under MADV_DONTNEED and are cleared under MADV_FREE;
+ *   - the scavtrace line; the page allocator's take/return primitives;
+ *   - the memory limit: its heap goal (Go's memoryLimitHeapGoal) and a
+ *     live heap approaching RTMEMLIMIT keeping retained memory within 5%.
+ * The collector may not start the scavenger or call rt__scavenger_wake yet:
+ * the tests start it themselves (start is idempotent) and call wake after a
+ * collection only if the collector did not. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define KiB ((uint64_t)1 << 10)
+#define MiB ((uint64_t)1 << 20)
+#define GiB ((uint64_t)1 << 30)
+
+static uint64_t rss(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(f);
+    unsigned long size = 0, res = 0;
+    cr_assert_eq(fscanf(f, "%lu %lu", &size, &res), 2);
+    fclose(f);
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static double secs(void) { return (double)rt__nanotime() / 1e9; }
+
+static rt_mem_stats stats(void) {
+    rt_mem_stats s;
+    rt_read_mem_stats(&s);
+    return s;
+}
+
+static void start(int pct, int64_t limit, const char *debug, bool scavenger) {
+    unsetenv("RTGC");
+    unsetenv("RTDEBUG");
+    unsetenv("RTMEMLIMIT");
+    rt_options o = { .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = 0, .debug = debug };
+    cr_assert_eq(rt_init(&o), RT_OK);
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+    if (scavenger) rt__scavenger_start();
+}
+
+static void stop(void) {
+    rt__scavenger_stop();
+    rt_shutdown();
+}
+
+/* A full collection; then hand the scavenger the new goal, as the
+   collector does after each cycle (unless it already did).  Returns the
+   heap goal. */
+static uint64_t collect(void) {
+    rt_scav_stats a, b;
+    rt__scavenger_read_stats(&a);
+    rt_gc();
+    rt__scavenger_read_stats(&b);
+    rt_mem_stats s = stats();
+    if (b.wakes == a.wakes) rt__scavenger_wake(s.next_gc ? s.next_gc : UINT64_MAX);
+    return s.next_gc;
+}
+
+/* Write one byte per OS page so the memory is really resident. */
+static void touch(void *p, size_t n) {
+    for (size_t i = 0; i < n; i += 4096) ((volatile char *)p)[i] = 1;
+}
+
+/* ---- The spike -------------------------------------------------------------------- */
+
+#define LIVE_LARGE 48                 /* x 1 MiB */
+#define LIVE_SMALL 65536              /* x 256 B = 16 MiB */
+#define SPIKE_LARGE 512               /* x 1 MiB */
+#define SPIKE_SMALL 131072            /* x 4 KiB = 512 MiB */
+static void *live_large[LIVE_LARGE], *live_small[LIVE_SMALL];
+static void *spike_large[SPIKE_LARGE], *spike_small[SPIKE_SMALL];
+static rt_root *roots[4];
+
+static void build_live(void) {
+    roots[0] = rt_root_add_range(live_large, sizeof live_large, RT_ROOT_PRECISE);
+    roots[1] = rt_root_add_range(live_small, sizeof live_small, RT_ROOT_PRECISE);
+    for (int i = 0; i < LIVE_LARGE; i++) touch(live_large[i] = rt_alloc(MiB, RT_NOSCAN), MiB);
+    for (int i = 0; i < LIVE_SMALL; i++) memset(live_small[i] = rt_alloc(256, RT_NOSCAN), 7, 256);
+}
+
+static void spike(void) {
+    roots[2] = rt_root_add_range(spike_large, sizeof spike_large, RT_ROOT_PRECISE);
+    roots[3] = rt_root_add_range(spike_small, sizeof spike_small, RT_ROOT_PRECISE);
+    for (int i = 0; i < SPIKE_LARGE; i++) touch(spike_large[i] = rt_alloc(MiB, RT_NOSCAN), MiB);
+    for (int i = 0; i < SPIKE_SMALL; i++) touch(spike_small[i] = rt_alloc(4096, RT_NOSCAN), 4096);
+}
+
+static void drop_spike(void) {
+    memset(spike_large, 0, sizeof spike_large);
+    memset(spike_small, 0, sizeof spike_small);
+}
+
+static void drop_all(void) {
+    for (int i = 0; i < 4; i++) if (roots[i]) rt_root_remove(roots[i]);
+    memset(roots, 0, sizeof roots);
+    memset(live_large, 0, sizeof live_large);
+    memset(live_small, 0, sizeof live_small);
+    drop_spike();
+}
+
+Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
+    start(100, 0, NULL, true);
+    build_live();
+    collect();
+    uint64_t rss_live = rss();
+    spike();
+    collect();
+    uint64_t rss_peak = rss();
+    cr_assert_geq(rss_peak, rss_live + GiB * 9 / 10, "the spike is not resident: %llu -> %llu",
+                  (unsigned long long)rss_live, (unsigned long long)rss_peak);
+    drop_spike();
+    rt_scav_stats s0, s1;
+    rt__scavenger_read_stats(&s0);
+    double t0 = secs();
+    uint64_t goal = collect();
+    uint64_t target = goal + goal / 10;
+    double t_end = t0 + 10, t_hit = -1;
+    uint64_t last = 0;
+    while (secs() < t_end + 0.5) {
+        last = rss();
+        if (last <= target) { t_hit = secs() - t0; break; }
+        rt_enter_blocking();
+        usleep(50000);
+        rt_exit_blocking();
+    }
+    double t1 = secs();
+    rt__scavenger_read_stats(&s1);
+    double cpu = (double)(s1.bg_cpu_ns - s0.bg_cpu_ns) / 1e9, wall = t1 - t0;
+    rt_mem_stats ms = stats();
+    fprintf(stderr, "scavenge: spike: rss live %.1f MiB, peak %.1f MiB, goal %.1f MiB (target %.1f MiB); "
+            "rss %.1f MiB after %.2f s; scavenger released %.1f MiB bg + %.1f MiB eager, "
+            "cpu %.3f s over %.2f s = %.2f%% of one CPU (work %.3f s in %llu rounds); heap_released %.1f MiB\n",
+            (double)rss_live / MiB, (double)rss_peak / MiB, (double)goal / MiB, (double)target / MiB,
+            (double)last / MiB, t_hit, (double)(s1.released_bg - s0.released_bg) / MiB,
+            (double)(s1.released_eager - s0.released_eager) / MiB, cpu, wall, 100 * cpu / wall,
+            (double)(s1.bg_work_ns - s0.bg_work_ns) / 1e9, (unsigned long long)(s1.bg_rounds - s0.bg_rounds),
+            (double)ms.heap_released / MiB);
+    cr_assert(t_hit >= 0 && t_hit <= 10, "RSS %llu MiB still above 1.1 x goal (%llu MiB) after 10 s",
+              (unsigned long long)(last / MiB), (unsigned long long)(target / MiB));
+    cr_assert_gt(s1.released_bg - s0.released_bg, GiB / 2, "the background thread did not do the work");
+    cr_assert_leq(100 * cpu / wall, 1.5, "scavenger used %.2f%% of a CPU", 100 * cpu / wall);
+    /* Live objects survived. */
+    for (int i = 0; i < LIVE_SMALL; i += 97) cr_assert_eq(((char *)live_small[i])[255], 7);
+    drop_all();
+    stop();
+}
+
+Test(scavenge, free_os_memory_returns_everything_at_once, .timeout = 60) {
+    start(100, 0, NULL, false);
+    build_live();
+    collect();
+    spike();
+    collect();
+    drop_spike();
+    uint64_t goal = collect();
+    uint64_t before = rss();
+    double t0 = secs();
+    rt_free_os_memory();
+    double dt = secs() - t0;
+    uint64_t after = rss();
+    rt_mem_stats s = stats();
+    fprintf(stderr, "scavenge: rt_free_os_memory: rss %.1f -> %.1f MiB in %.3f s (goal %.1f MiB), "
+            "heap_sys %.1f MiB, inuse %.1f MiB, released %.1f MiB\n", (double)before / MiB, (double)after / MiB, dt,
+            (double)goal / MiB, (double)s.heap_sys / MiB, (double)s.heap_inuse / MiB, (double)s.heap_released / MiB);
+    cr_assert_leq(after, goal + goal / 10, "RSS %llu MiB above 1.1 x goal %llu MiB right after rt_free_os_memory",
+                  (unsigned long long)(after / MiB), (unsigned long long)(goal / MiB));
+    cr_assert_eq(s.heap_released, s.heap_idle, "every free page is released: idle %llu, released %llu",
+                 (unsigned long long)s.heap_idle, (unsigned long long)s.heap_released);
+    rt__heap_check();
+    drop_all();
+    stop();
+}
+
+Test(scavenge, heap_released_is_exact) {
+    start(RT_GC_OFF, 0, NULL, false);
+    rt_mem_stats s = stats();
+    cr_assert_eq(s.heap_released, s.heap_idle, "a fresh heap is all released");
+    static void *keep[256];
+    rt_root *r = rt_root_add_range(keep, sizeof keep, RT_ROOT_PRECISE);
+    for (int i = 0; i < 256; i++) touch(keep[i] = rt_alloc(256 * KiB, RT_NOSCAN), 256 * KiB);
+    s = stats();
+    cr_assert_eq(s.heap_released, s.heap_sys - s.heap_inuse, "only never-used pages are released");
+    cr_assert_eq(s.heap_released, (uint64_t)rt__pages_scavenged(rt__heap.pages) * RT_PAGE_SIZE);
+    for (int i = 0; i < 256; i += 2) keep[i] = NULL;
+    rt_gc();
+    s = stats();
+    uint64_t freed = 128 * 256 * KiB;
+    cr_assert_eq(s.heap_sys - s.heap_inuse - s.heap_released, freed, "64 MiB free and not released");
+    cr_assert_eq(rt__heap_free_bytes(), freed);
+    /* Release 5 MiB by hand: exactly that much more is released. */
+    uint64_t n = rt__scavenge(5 * MiB, true);
+    cr_assert_geq(n, 5 * MiB);
+    rt_mem_stats t = stats();
+    cr_assert_eq(t.heap_released - s.heap_released, n);
+    cr_assert_eq(t.heap_sys, s.heap_sys);
+    rt_free_os_memory();
+    t = stats();
+    cr_assert_eq(t.heap_released, t.heap_idle);
+    cr_assert_eq(rt__heap_retained_bytes(), t.heap_inuse);
+    cr_assert_eq(rt__mapped_ready(), t.heap_inuse + rt__heap_metadata_bytes());
+    rt__heap_check();
+    rt_root_remove(r);
+    stop();
+}
+
+/* Released pages read zero: known without clearing after MADV_DONTNEED;
+   after MADV_FREE the old data may still be there and must be cleared. */
+static void reuse_is_zero(const char *debug, bool dontneed) {
+    start(RT_GC_OFF, 0, debug, false);
+    static void *keep[1];
+    rt_root *r = rt_root_add_range(keep, sizeof keep, RT_ROOT_PRECISE);
+    /* A large object and a span of small ones, dirtied, then freed. */
+    char *big = rt_alloc(MiB, RT_NOSCAN);
+    memset(big, 0xab, MiB);
+    static char *small[1024];
+    for (int i = 0; i < 1024; i++) memset(small[i] = rt_alloc(512, RT_NOSCAN), 0xcd, 512);
+    uintptr_t big_at = (uintptr_t)big, small_at = (uintptr_t)small[0];
+    big = NULL;
+    memset(small, 0, sizeof small);
+    rt_gc();
+    rt_free_os_memory();
+    cr_assert_eq(rt__heap_free_bytes(), 0);
+    char *big2 = rt_alloc(MiB, RT_NOSCAN);
+    keep[0] = big2;
+    for (size_t i = 0; i < MiB; i++) cr_assert_eq(big2[i], 0, "byte %zu of a reused large object is %#x", i, big2[i] & 0xff);
+    char *s2 = rt_alloc(512, RT_NOSCAN);
+    for (int i = 0; i < 512; i++) cr_assert_eq(s2[i], 0, "byte %d of a reused small object is %#x", i, s2[i] & 0xff);
+    rt_span *sp = rt__span_of_heap((uintptr_t)s2);
+    fprintf(stderr, "scavenge: %s: large reused at the same address %d, small span %d; small span needzero %d\n",
+            debug, (uintptr_t)big2 == big_at, rt__span_of_heap(small_at) == sp, sp->hot.needzero);
+    if (rt__span_of_heap(small_at) == sp) {
+        /* The same pages, all released: zero without clearing only when
+           they were released with MADV_DONTNEED. */
+        cr_assert_eq(sp->hot.needzero, dontneed ? 0 : 1);
+    }
+    rt_root_remove(r);
+    stop();
+}
+
+Test(scavenge, released_pages_are_zero_with_madv_dontneed) { reuse_is_zero("madvdontneed=1", true); }
+Test(scavenge, released_pages_are_cleared_with_madv_free) { reuse_is_zero("madvdontneed=0", false); }
+
+/* ---- scavtrace ---------------------------------------------------------------------- */
+
+static char trace_buf[8192];
+
+static void trace_scenario(void) {
+    static void *keep[64];
+    rt_root *r = rt_root_add_range(keep, sizeof keep, RT_ROOT_PRECISE);
+    for (int i = 0; i < 64; i++) touch(keep[i] = rt_alloc(MiB, RT_NOSCAN), MiB);
+    collect();
+    memset(keep, 0, 32 * sizeof keep[0]);
+    collect();
+    rt_free_os_memory();
+    rt_root_remove(r);
+}
+
+Test(scavenge, scavtrace_prints_gos_line) {
+    start(100, 0, "scavtrace=1", false);
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    trace_scenario();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(trace_buf, 1, sizeof trace_buf - 1, tmp);
+    trace_buf[n] = 0;
+    fclose(tmp);
+    fprintf(stderr, "%s", trace_buf);
+    int lines = 0, forced = 0;
+    for (char *line = trace_buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = 0;
+        unsigned long long bg, eager, now;
+        unsigned util;
+        char tail[32] = "";
+        int k = sscanf(line, "scav %llu KiB work (bg), %llu KiB work (eager), %llu KiB now, %u%% util%31[^\n]",
+                       &bg, &eager, &now, &util, tail);
+        if (strncmp(line, "scav ", 5) != 0) continue;
+        cr_assert_geq(k, 4, "malformed scavtrace line: %s", line);
+        cr_assert_leq(util, 100, "util over 100%%: %s", line);
+        lines++;
+        if (strcmp(tail, " (forced)") == 0) {
+            forced++;
+            cr_assert_geq(eager, 32 * 1024, "rt_free_os_memory released %llu KiB, want the 32 MiB freed", eager);
+            cr_assert_geq(now, 32 * 1024);
+        } else {
+            cr_assert_str_empty(tail, "unexpected tail: %s", line);
+        }
+    }
+    cr_assert_eq(lines, 3, "two cycles and one forced release; got %d lines", lines);
+    cr_assert_eq(forced, 1);
+    stop();
+}
+
+/* ---- The page allocator's take/return --------------------------------------------- */
+
+#define PG     ((uintptr_t)8192)
+#define CHUNK  ((uintptr_t)RT_CHUNK_BYTES)
+#define CP     RT_CHUNK_PAGES
+
+Test(scavenge, take_is_highest_first_and_keeps_huge_pages_whole) {
+    rt__pagealloc *pa = rt__pages_new();
+    cr_assert_not_null(pa);
+    uintptr_t base = (uintptr_t)0x500000000000;
+    cr_assert_eq(rt__pages_grow(pa, base, 4 * CHUNK), 0);
+    size_t sc;
+    cr_assert_eq(rt__pages_alloc(pa, 4 * CP, &sc), base);
+    cr_assert_eq(sc, 4 * CP, "fresh pages are scavenged");
+    uintptr_t b;
+    cr_assert_eq(rt__pages_scav_take(pa, 8, true, &b), 0, "nothing free");
+    /* Free a small run in chunk 1 and a whole huge page in chunk 2. */
+    rt__pages_free(pa, base + CHUNK + 10 * PG, 20);
+    rt__pages_free(pa, base + 2 * CHUNK + 256 * PG, 256);
+    size_t n = rt__pages_scav_take(pa, 16, true, &b);
+    cr_assert_eq(b, base + 2 * CHUNK + 256 * PG, "the highest free huge page, whole");
+    cr_assert_eq(n, 256);
+    cr_assert(rt__pages_is_allocated(pa, b), "taken pages read as in use");
+    cr_assert_eq(rt__pages_check(pa), 0);
+    rt__pages_scav_return(pa, b, n, true);
+    cr_assert(rt__pages_is_scavenged(pa, b + 255 * PG));
+    n = rt__pages_scav_take(pa, 16, true, &b);
+    cr_assert_eq(b, base + CHUNK + 14 * PG, "then the top 16 pages of the run in chunk 1");
+    cr_assert_eq(n, 16);
+    rt__pages_scav_return(pa, b, n, false);       /* the OS refused: candidates again */
+    cr_assert(!rt__pages_is_scavenged(pa, b));
+    n = rt__pages_scav_take(pa, 100, true, &b);
+    cr_assert_eq(b, base + CHUNK + 10 * PG);
+    cr_assert_eq(n, 20);
+    rt__pages_scav_return(pa, b, n, true);
+    cr_assert_eq(rt__pages_scav_take(pa, 100, true, &b), 0);
+    cr_assert_eq(rt__pages_scavenged(pa), 276);
+    cr_assert_eq(rt__pages_check(pa), 0);
+    /* Scavenged pages are reported when allocated again. */
+    cr_assert_eq(rt__pages_alloc(pa, 20, &sc), base + CHUNK + 10 * PG);
+    cr_assert_eq(sc, 20);
+    cr_assert_eq(rt__pages_check(pa), 0);
+    rt__pages_destroy(pa);
+}
+
+Test(scavenge, background_take_skips_dense_chunks) {
+    rt__pagealloc *pa = rt__pages_new();
+    uintptr_t base = (uintptr_t)0x500000000000, b;
+    cr_assert_eq(rt__pages_grow(pa, base, 2 * CHUNK), 0);
+    size_t sc;
+    cr_assert_eq(rt__pages_alloc(pa, 2 * CP, &sc), base);
+    rt__pages_free(pa, base + CHUNK + 100 * PG, 10);       /* chunk 1: 502 in use: dense */
+    rt__pages_free(pa, base + 50 * PG, 40);                /* chunk 0: 472 in use */
+    size_t n = rt__pages_scav_take(pa, 64, false, &b);
+    cr_assert_eq(b, base + 50 * PG, "the background skips the dense chunk");
+    cr_assert_eq(n, 40);
+    rt__pages_scav_return(pa, b, n, true);
+    cr_assert_eq(rt__pages_scav_take(pa, 64, false, &b), 0, "only dense chunks left");
+    rt__pages_scav_newgen(pa);
+    cr_assert_eq(rt__pages_scav_take(pa, 64, false, &b), 0, "still dense after a new generation");
+    n = rt__pages_scav_take(pa, 64, true, &b);
+    cr_assert_eq(b, base + CHUNK + 100 * PG, "forced scavenging ignores density");
+    cr_assert_eq(n, 10);
+    rt__pages_scav_return(pa, b, n, true);
+    cr_assert_eq(rt__pages_check(pa), 0);
+    /* A free below the background cursor is found again. */
+    rt__pages_free(pa, base + 300 * PG, 5);
+    n = rt__pages_scav_take(pa, 64, false, &b);
+    cr_assert_eq(b, base + 300 * PG);
+    cr_assert_eq(n, 5);
+    rt__pages_scav_return(pa, b, n, true);
+    cr_assert_eq(rt__pages_check(pa), 0);
+    rt__pages_destroy(pa);
+}
+
+/* ---- The memory limit ----------------------------------------------------------------- */
+
+Test(scavenge, memory_limit_heap_goal) {
+    start(100, 0, NULL, false);
+    cr_assert_eq(rt__memlimit_heap_goal(0), UINT64_MAX, "no limit, no goal");
+    rt_set_memory_limit((int64_t)(256 * MiB));
+    uint64_t g = rt__memlimit_heap_goal(0);
+    uint64_t nonheap = rt__mapped_ready() - rt__heap_free_bytes();   /* nothing allocated yet */
+    fprintf(stderr, "scavenge: limit 256 MiB: goal %.2f MiB with %.2f MiB mapped (%.2f MiB metadata)\n",
+            (double)g / MiB, (double)rt__mapped_ready() / MiB, (double)rt__heap_metadata_bytes() / MiB);
+    cr_assert_lt(g, 256 * MiB - nonheap);
+    cr_assert_geq(g, (256 * MiB - nonheap) * 96 / 100, "3%% headroom only");
+    cr_assert_eq(rt__memlimit_heap_goal(300 * MiB), 300 * MiB, "never below the marked heap");
+    rt_set_memory_limit((int64_t)(64 * KiB));
+    cr_assert_eq(rt__memlimit_heap_goal(12345), 12345, "metadata alone exceeds the limit: collect continuously");
+    rt_set_memory_limit(0);
+    cr_assert_eq(rt__memlimit_heap_goal(0), UINT64_MAX);
+    stop();
+}
+
+#define LIMIT (256 * MiB)
+static void *lim_live[4096];
+
+Test(scavenge, live_heap_near_the_limit_keeps_retained_memory_under_it, .timeout = 120) {
+    start(100, (int64_t)LIMIT, NULL, true);
+    rt_root *r = rt_root_add_range(lim_live, sizeof lim_live, RT_ROOT_PRECISE);
+    unsigned seed = (unsigned)time(NULL);
+    fprintf(stderr, "scavenge: memory limit test seed %u\n", seed);
+    srand(seed);
+    uint64_t live = 0, worst = 0, worst_mapped = 0;
+    int nlive = 0, steps = 0;
+    /* Grow the live heap to 90% of the limit in 16 MiB steps of mixed
+       sizes, with twice as much garbage (written) between the steps. */
+    while (live + 16 * MiB <= LIMIT * 9 / 10) {
+        uint64_t step = 0;
+        while (step < 16 * MiB) {
+            size_t sz = (size_t)(rand() % 4 == 0 ? 64 * KiB + rand() % (512 * KiB) : 4 * KiB + rand() % (28 * KiB));
+            void **hold = (void **)rt_alloc(sz, RT_NOSCAN);
+            cr_assert_not_null(hold);
+            touch(hold, sz);
+            for (int g = 0; g < 2; g++) touch(rt_alloc(sz, RT_NOSCAN), sz);
+            if (nlive < 4096) lim_live[nlive++] = hold;
+            else { int k = rand() % 4096; live -= rt_usable_size(lim_live[k]); lim_live[k] = hold; }
+            uint64_t us = rt_usable_size(hold);
+            step += us;
+            live += us;
+        }
+        collect();
+        rt_mem_stats s = stats();
+        uint64_t retained = s.heap_sys - s.heap_released, mapped = rt__mapped_ready();
+        if (retained > worst) worst = retained;
+        if (mapped > worst_mapped) worst_mapped = mapped;
+        steps++;
+        cr_assert_leq(retained, LIMIT + LIMIT / 20, "step %d: live %llu MiB, heap_sys - heap_released %llu MiB > 1.05 x limit",
+                      steps, (unsigned long long)(live / MiB), (unsigned long long)(retained / MiB));
+    }
+    rt_scav_stats st;
+    rt__scavenger_read_stats(&st);
+    rt_mem_stats s = stats();
+    fprintf(stderr, "scavenge: limit %llu MiB, live %.1f MiB after %d steps (%llu cycles): worst retained %.1f MiB "
+            "(%.1f%% of the limit), worst mapped-ready %.1f MiB; released %.1f MiB eager, %.1f MiB bg; rss now %.1f MiB\n",
+            (unsigned long long)(LIMIT / MiB), (double)live / MiB, steps, (unsigned long long)s.num_gc,
+            (double)worst / MiB, 100.0 * (double)worst / LIMIT, (double)worst_mapped / MiB,
+            (double)st.released_eager / MiB, (double)st.released_bg / MiB, (double)rss() / MiB);
+    rt__heap_check();
+    /* Past the limit the heap still grows: the limit is soft. */
+    static void *over[96];
+    rt_root *r2 = rt_root_add_range(over, sizeof over, RT_ROOT_PRECISE);
+    for (int i = 0; i < 96; i++) cr_assert_not_null(over[i] = rt_alloc(MiB, RT_NOSCAN));
+    rt_root_remove(r2);
+    rt_root_remove(r);
+    memset(lim_live, 0, sizeof lim_live);
+    stop();
+}
