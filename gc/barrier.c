@@ -43,7 +43,7 @@ void rt__store_slow(void *slot, void *value) {
         rt_p *p = barrier_p("rt_store");
         record(p, ld_relaxed((uintptr_t *)slot), (uintptr_t)value);
     }
-    st_relaxed((void **)slot, value);
+    st_release((void **)slot, value);
 }
 
 void (rt_store)(void *slot, void *value) {

@@ -128,7 +128,7 @@ static void push_full(rt_workbuf *b) {
     b->next = G.full;
     st_relaxed(&G.full, b);   /* read without the lock by tryget */
     G.nfull++;
-    G.flushed++;
+    add_relaxed(&G.flushed, 1);   /* read without the lock */
     if (G.nwaiting) pthread_cond_signal(&G.cond);
     pthread_mutex_unlock(&G.lock);
 }

@@ -61,7 +61,7 @@ static void walk(Node *n, int depth, long *budget) {
     /* Nodes are shared across threads without locks: relaxed atomics keep
        the test itself free of data races (the collector is what is tested). */
     uint64_t id = __atomic_load_n(&n->id, __ATOMIC_RELAXED), check = __atomic_load_n(&n->check, __ATOMIC_RELAXED);
-    for (int i = 0; i < FANOUT; i++) kids[i] = __atomic_load_n(&n->kid[i], __ATOMIC_RELAXED);
+    for (int i = 0; i < FANOUT; i++) kids[i] = __atomic_load_n(&n->kid[i], __ATOMIC_ACQUIRE);
     if (check != checkword(id)) fail("corrupt or freed node reachable", n);
     for (int i = 0; i < FANOUT; i++) walk(kids[i], depth + 1, budget);
 }
@@ -70,7 +70,7 @@ static void walk(Node *n, int depth, long *budget) {
 static Node *pick(Node **roots, uint64_t *s) {
     Node *n = roots[next(s) % ROOTS];
     for (int d = next(s) % 4; n && d > 0; d--) {
-        Node *k = __atomic_load_n(&n->kid[next(s) % FANOUT], __ATOMIC_RELAXED);
+        Node *k = __atomic_load_n(&n->kid[next(s) % FANOUT], __ATOMIC_ACQUIRE);
         if (!k) break;
         n = k;
     }
@@ -95,7 +95,7 @@ static void *mutator(void *arg) {
             else roots[next(&s) % ROOTS] = n;        /* roots need no barrier */
         } else if (x < 70) {                        /* rewire: copy an edge */
             Node *a = pick(roots, &s), *b = pick(roots, &s);
-            if (a && b) rt_store(&a->kid[next(&s) % FANOUT], __atomic_load_n(&b->kid[next(&s) % FANOUT], __ATOMIC_RELAXED));
+            if (a && b) rt_store(&a->kid[next(&s) % FANOUT], __atomic_load_n(&b->kid[next(&s) % FANOUT], __ATOMIC_ACQUIRE));
         } else if (x < 80) {                        /* cut an edge or a root */
             Node *a = pick(roots, &s);
             if (a && next(&s) % 2) rt_store(&a->kid[next(&s) % FANOUT], NULL);

@@ -168,7 +168,7 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
 
 static inline __attribute__((always_inline)) void rt__store_inline(void *slot, void *value) {
     if (RT__UNLIKELY(rt__flags_load() & RT__FLAG_WB)) { rt__store_slow(slot, value); return; }
-    __atomic_store_n((void **)slot, value, __ATOMIC_RELAXED);   /* a plain move; never torn */
+    __atomic_store_n((void **)slot, value, __ATOMIC_RELEASE);   /* a plain move on x86-64: publishes the object */
 }
 
 static inline __attribute__((always_inline)) void rt__safepoint_inline(void) {
