@@ -23,10 +23,12 @@ typedef struct rt_options {
     int     gc_percent;          /* like GOGC; 0 = use default (100); RT_GC_OFF disables */
     int64_t memory_limit;        /* bytes, like GOMEMLIMIT; 0 = no limit */
     int     maxprocs;            /* like GOMAXPROCS; 0 = number of CPUs */
-    int     scan_thread_stacks;  /* 1 (default) = scan attached threads' stacks conservatively */
+    int     scan_thread_stacks;  /* 0 or 1 (default) = scan attached threads' stacks conservatively;
+                                    RT_SCAN_STACKS_OFF = do not (precise roots only) */
     const char *debug;           /* like GODEBUG, e.g. "gctrace=1,gccheckmark=1" */
 } rt_options;
 #define RT_GC_OFF (-1)
+#define RT_SCAN_STACKS_OFF (-1)   /* a zeroed rt_options keeps stack scanning on: the safe default */
 
 /* Error codes returned by rt_init and rt_thread_attach. */
 #define RT_OK          0

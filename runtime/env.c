@@ -164,7 +164,7 @@ void rt__config_load(const rt_options *opts) {
         else if (opts->gc_percent < 0) rt__warn("rt_options.gc_percent=%d is invalid; use a percentage or RT_GC_OFF", opts->gc_percent);
         if (opts->memory_limit > 0) rt__cfg.memory_limit = opts->memory_limit;
         if (opts->maxprocs > 0) rt__cfg.maxprocs = opts->maxprocs;
-        rt__cfg.scan_thread_stacks = opts->scan_thread_stacks != 0;
+        rt__cfg.scan_thread_stacks = opts->scan_thread_stacks != RT_SCAN_STACKS_OFF;
         if (opts->debug) rt__parse_debug(opts->debug, "rt_options.debug");
     }
     load_env();

@@ -68,7 +68,7 @@ Test(env, rtdebug_keys) {
 
 Test(env, precedence_defaults_then_options_then_environment) {
     clear_env();
-    rt_options o = { .gc_percent = 300, .maxprocs = 5, .scan_thread_stacks = 0, .debug = "gctrace=1" };
+    rt_options o = { .gc_percent = 300, .maxprocs = 5, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = "gctrace=1" };
     rt_init(&o);
     cr_assert_eq(rt__cfg.gc_percent, 300);
     cr_assert_eq(rt__cfg.maxprocs, 5);
@@ -127,5 +127,13 @@ Test(env, an_oom_handler_set_before_init_survives_it) {
     rt_set_oom_handler(oom, NULL);
     rt_init(NULL);
     cr_assert_eq(rt__g.oom_fn, oom);
+    rt_shutdown();
+}
+
+Test(env, a_zeroed_options_struct_keeps_stack_scanning_on) {
+    clear_env();
+    rt_options o = { .gc_percent = 200 };
+    rt_init(&o);
+    cr_assert_eq(rt__cfg.scan_thread_stacks, 1, "only RT_SCAN_STACKS_OFF turns the scan off");
     rt_shutdown();
 }

@@ -46,7 +46,7 @@ static void clean_env(void) {
 /* No stack scanning: only registered roots keep objects. */
 static void start_pct(int pct, const char *debug) {
     clean_env();
-    rt_options o = { .gc_percent = pct, .scan_thread_stacks = 0, .debug = debug };
+    rt_options o = { .gc_percent = pct, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
 }
@@ -132,7 +132,7 @@ Test(debug, invalidptr_report_names_object_type_and_slot) {
         close(fd[0]);
         dup2(fd[1], 2);
         clean_env();
-        rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 0, .debug = "invalidptr=1" };
+        rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = "invalidptr=1" };
         if (rt_init(&o) != RT_OK || rt_thread_attach() != RT_OK) _exit(10);
         uintptr_t hv = make_dangling();
         rt_store(&((holder *)g_holder)->p, reveal(hv));
@@ -257,7 +257,7 @@ Test(debug, gcstress_collects_every_n_allocations) {
 Test(debug, gcstress_from_the_environment) {
     clean_env();
     setenv("RTDEBUG", "gcstress=7", 1);
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 0, .debug = "gcstress=1000" };
+    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = "gcstress=1000" };
     cr_assert_eq(rt_init(&o), RT_OK);   /* the environment beats rt_options */
     cr_assert_eq(rt_thread_attach(), RT_OK);
     for (int i = 0; i < 700; i++) rt_alloc(24, RT_NOSCAN);
@@ -278,7 +278,7 @@ static void garbage(uint64_t bytes) {
 Test(debug, rtgc_off_in_environment_disables_automatic_collections) {
     clean_env();
     setenv("RTGC", "off", 1);
-    rt_options o = { .gc_percent = 100, .scan_thread_stacks = 0 };
+    rt_options o = { .gc_percent = 100, .scan_thread_stacks = RT_SCAN_STACKS_OFF };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
     garbage(64 * MiB);

@@ -11,7 +11,7 @@
  *   - every node reachable in the model is intact: id, checksum and all
  *     four edges equal the model's, and its slot was never handed out again;
  *   - every node unreachable in the model was reclaimed: with
- *     clobberfree=1 and scan_thread_stacks=0 its memory holds 0xdeadbeef
+ *     clobberfree=1 and scan_thread_stacks = RT_SCAN_STACKS_OFF its memory holds 0xdeadbeef
  *     (or zeros, once the scavenger returned its free page to the OS),
  *     unless its slot was handed out again to a newer node (a global
  *     registry of node addresses records that, across threads).
@@ -352,7 +352,7 @@ static void start(int scan_stacks, const char *debug) {
     reg = calloc(REG_SIZE, sizeof *reg);
     cr_assert_not_null(reg);
     reg_used = 0;
-    rt_options o = { .gc_percent = 100, .scan_thread_stacks = scan_stacks, .debug = debug };
+    rt_options o = { .gc_percent = 100, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF, .debug = debug };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
     size_t offs[NE];

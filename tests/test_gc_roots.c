@@ -13,7 +13,7 @@
  * reclaimed too: the page went back to the OS).  Live objects are filled
  * with a per-object pattern that must survive intact.
  *
- * Every "must die" check runs with scan_thread_stacks = 0, so nothing on the
+ * Every "must die" check runs with scan_thread_stacks = RT_SCAN_STACKS_OFF, so nothing on the
  * test's own stack can retain an object by accident; only the stack tests
  * turn stack scanning on, and there the main thread never holds the
  * pointer at all. */
@@ -71,7 +71,7 @@ static void start(int scan_stacks, const char *debug) {
     unsetenv("RTGC");
     unsetenv("RTDEBUG");
     unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = scan_stacks, .debug = debug };
+    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF, .debug = debug };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
 }
@@ -367,7 +367,7 @@ static void run_blocking_worker(bool scan) {
     sem_post(&w.go);   /* let the worker detach before any assertion can end the test */
     pthread_join(t, NULL);
     if (scan) cr_assert(alive, "an object referenced only from a blocked thread's stack was reclaimed");
-    else cr_assert(freed, "with scan_thread_stacks = 0 a thread's stack still kept an object alive");
+    else cr_assert(freed, "with scan_thread_stacks = RT_SCAN_STACKS_OFF a thread's stack still kept an object alive");
     cr_assert(w.ok, "the worker found its object damaged after resuming");
     sem_destroy(&w.ready);
     sem_destroy(&w.go);
@@ -402,7 +402,7 @@ static void run_spinning_worker(bool scan) {
     atomic_store(&w.stop, 1);
     pthread_join(t, NULL);
     if (scan) cr_assert(alive, "an object referenced from a thread stopped at a safepoint was reclaimed");
-    else cr_assert(freed, "with scan_thread_stacks = 0 a stopped thread's stack kept an object alive");
+    else cr_assert(freed, "with scan_thread_stacks = RT_SCAN_STACKS_OFF a stopped thread's stack kept an object alive");
     cr_assert(w.ok, "the worker found its object damaged after resuming");
 }
 

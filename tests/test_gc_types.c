@@ -65,7 +65,7 @@ static void start(const char *debug) {
     unsetenv("RTGC");
     unsetenv("RTDEBUG");
     unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 0, .debug = debug };
+    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
 }

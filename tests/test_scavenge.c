@@ -46,7 +46,7 @@ static void start(int pct, int64_t limit, const char *debug, bool scavenger) {
     unsetenv("RTGC");
     unsetenv("RTDEBUG");
     unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = 0, .debug = debug };
+    rt_options o = { .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
     if (scavenger) rt__scavenger_start();

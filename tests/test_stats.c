@@ -6,7 +6,7 @@
 #include "internal.h"
 
 static void setup(void) {
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 0 };
+    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF };
     cr_assert_eq(rt_init(&o), RT_OK);
     cr_assert_eq(rt_thread_attach(), RT_OK);
 }

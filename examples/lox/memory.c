@@ -59,10 +59,10 @@ static void make_types(void) {
 bool gc_start(bool precise) {
     int rc;
     if (precise) {
-        /* Zero means "default" for every knob except scan_thread_stacks,
-           which has no unset value: zero turns the stack scan off. */
-        rt_options opts = { 0 };        /* zero = default for every knob... */
-        opts.scan_thread_stacks = 0;    /* ...except this one, which we mean */
+        /* Zero means "default" for every knob; the stack scan is turned off
+           explicitly, so only the VM's root scanners keep objects alive. */
+        rt_options opts = { 0 };
+        opts.scan_thread_stacks = RT_SCAN_STACKS_OFF;
         rc = rt_init(&opts);
     } else {
         rc = rt_init(NULL);     /* defaults + RTGC/RTDEBUG/... from the environment */
