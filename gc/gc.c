@@ -163,6 +163,7 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
     }
     t->assist_credit -= (int64_t)bytes;
     if (t->assist_credit >= 0) return;
+    rt__pacer_revise();   /* the ratio follows heap_live, which moved since */
     /* Pay the debt in scan work: first from the workers' unclaimed credit. */
     double wpb, bpw;
     __atomic_load(&rt__pacer.assist_work_per_byte, &wpb, __ATOMIC_RELAXED);
@@ -179,12 +180,34 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
     }
     uint64_t t0 = rt__nanotime();
     int64_t done = rt__drain_n(&p->gcw, work);
-    uint64_t dt = rt__nanotime() - t0;
-    add_relaxed(&C.assist_ns, dt);
     add_relaxed(&rt__pacer.scan_work, (uint64_t)done);
     flush_p(p);   /* leave nothing hidden in this P */
-    /* No work left to steal means the mark is nearly over: no debt. */
-    t->assist_credit = done < work ? 0 : t->assist_credit + (int64_t)(done * bpw);
+    t->assist_credit += (int64_t)(done * bpw);
+    /* Still in debt and no grey object at hand (the workers hold the
+       frontier): park until they earn credit, as Go's gcParkAssist, so a
+       fast allocator cannot outrun the mark.  Parked at a safepoint: a
+       stop of the world (mark termination) ends the wait. */
+    while (t->assist_credit < 0 && ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) {
+        rt__park_if_stopping();
+        int64_t need = (int64_t)(-t->assist_credit * wpb) + 1;
+        bg = ld_relaxed(&rt__pacer.bg_credit);
+        if (bg > 0) {
+            int64_t take = bg < need ? bg : need;
+            __atomic_sub_fetch(&rt__pacer.bg_credit, take, __ATOMIC_RELAXED);
+            t->assist_credit += (int64_t)(take * bpw) + 1;
+            continue;
+        }
+        done = rt__drain_n(&p->gcw, need);
+        if (done) {
+            add_relaxed(&rt__pacer.scan_work, (uint64_t)done);
+            flush_p(p);
+            t->assist_credit += (int64_t)(done * bpw) + 1;
+            continue;
+        }
+        struct timespec ts = { 0, 20000 };
+        nanosleep(&ts, NULL);
+    }
+    add_relaxed(&C.assist_ns, rt__nanotime() - t0);
     rt__pacer_revise();
 }
 
@@ -290,7 +313,7 @@ static void run_cycle(int kind) {
     void rt__procs_flush_and_retire(void);
     rt__procs_flush_and_retire();
     ct.marked = rt__markstats.bytes_marked;
-    rt__pacer.scan_work += rt__markstats.scan_work;
+    rt__pacer.scan_work = rt__markstats.scan_work;   /* the exact total, for cons/mark */
     rt__pacer.last_heap_scan = rt__markstats.scan_work;
     st_release(&rt__heap.sweepgen, rt__heap.sweepgen + 2);
     st_relaxed(&rt__heap.heap_marked, ct.marked);
@@ -314,6 +337,10 @@ static void run_cycle(int kind) {
     rt__start_the_world();
     rt__sweeper_wake();
     if (rt__cfg.gctrace) trace_line(&ct, kind);
+    if (rt__cfg.gctrace > 1)   /* like GODEBUG=gcpacertrace=1 */
+        fprintf(stderr, "pacer: scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
+                (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,
+                (unsigned long long)rt__pacer.goal, (unsigned long long)rt__pacer.trigger);
 }
 
 static void *driver_main(void *arg) {

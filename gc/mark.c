@@ -45,6 +45,7 @@
 #include <time.h>
 
 rt_markstats rt__markstats;
+static int rt__ncpu_cached = 1;
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void rt__markstats_add(const rt_gcwork *w) {
@@ -240,6 +241,7 @@ static struct {
     int             job;
     int             in_job;       /* workers that joined the current job and are not done */
     double          fractional_cpu;   /* share of one CPU for the fractional worker */
+    int             dedicated;
     uint64_t        job_start_ns;
     bool            quit;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
@@ -249,10 +251,19 @@ static void sleep_ns(uint64_t ns) {
     nanosleep(&ts, NULL);
 }
 
-/* A fractional worker marks while its CPU time stays within its share of
-   the mark's wall time (Go: 1.2 x the goal), else sleeps without holding
-   work. */
-static void drain_fractional(rt_gcwork *w, uint64_t c0) {
+/* Idle marking: rtgc has no scheduler, so "a P with nothing to do" is
+   read as "fewer threads are running than there are CPUs": running Ps plus
+   the dedicated and fractional workers. */
+static bool cpus_busy(void) {
+    int busy = ld_relaxed(&rt__g.p_running) + M.dedicated + (M.fractional_cpu > 0);
+    return busy >= rt__ncpu_cached;
+}
+
+/* Fractional and idle workers mark in slices and, when they must yield
+   (over their CPU share, or no idle CPU), publish their buffers first and
+   sleep counted as waiting, so they never hide work or hold up the end of
+   the mark. */
+static void drain_sliced(rt_gcwork *w, uint64_t c0, int role) {
     for (;;) {
         uintptr_t item = rt__gcwork_get(w);
         if (!item) return;
@@ -264,12 +275,20 @@ static void drain_fractional(rt_gcwork *w, uint64_t c0) {
             add_relaxed(&rt__pacer.bg_credit, d);
             add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
         }
-        uint64_t used = rt__cputime_thread() - c0, wall = rt__nanotime() - M.job_start_ns;
-        if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
+        uint64_t nap = 0;
+        if (role == ROLE_FRACTIONAL) {
+            uint64_t used = rt__cputime_thread() - c0, wall = rt__nanotime() - M.job_start_ns;
+            if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
+                nap = (uint64_t)((double)used / M.fractional_cpu) - wall;
+                if (nap > 2000000) nap = 2000000;
+            }
+        } else if (cpus_busy()) {
+            nap = 500000;
+        }
+        if (nap) {
             rt__gcwork_dispose(w);
-            uint64_t want = (uint64_t)((double)used / M.fractional_cpu) - wall;
             rt__work_pause_begin();
-            sleep_ns(want < 2000000 ? want : 2000000);
+            sleep_ns(nap);
             rt__work_pause_end();
         }
     }
@@ -278,10 +297,6 @@ static void drain_fractional(rt_gcwork *w, uint64_t c0) {
 static void *worker_main(void *arg) {
     int id = (int)(intptr_t)arg;
     uint64_t seen = 0;
-    if (M.roles[id] == ROLE_IDLE) {
-        struct sched_param sp = { 0 };
-        pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);   /* runs only when a CPU is idle */
-    }
     pthread_mutex_lock(&M.lock);
     for (;;) {
         while (!M.quit && M.epoch == seen) pthread_cond_wait(&M.cond, &M.lock);
@@ -293,7 +308,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&M.lock);
         uint64_t c0 = rt__cputime_thread();
         rt_gcwork w = { .id = id + 1 };
-        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_FRACTIONAL) drain_fractional(&w, c0);
+        if (job == JOB_CONCURRENT && M.roles[id] != ROLE_DEDICATED) drain_sliced(&w, c0, M.roles[id]);
         else rt__drain(&w);
         rt__gcwork_dispose(&w);
         rt__markstats_add(&w);
@@ -326,6 +341,8 @@ void rt__markers_start(int maxprocs) {
     M.quit = false;
     M.n = maxprocs;
     M.fractional_cpu = frac;
+    M.dedicated = dedicated;
+    rt__ncpu_cached = rt__ncpu();
     M.threads = calloc((size_t)M.n, sizeof(pthread_t));
     M.roles = calloc((size_t)M.n, sizeof(int));
     if (!M.threads || !M.roles) rt__fatal("out of memory creating mark workers");

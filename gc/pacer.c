@@ -21,7 +21,6 @@
  * (gcstoptheworld >= 1) the trigger is the goal itself. */
 #include "gc.h"
 
-#include <math.h>
 
 rt_pacer rt__pacer;
 uint64_t rt__gc_trigger = UINT64_MAX;
@@ -80,10 +79,11 @@ void rt__pacer_start_cycle(void) {
     rt__pacer.mark_start_ns = rt__nanotime();
     rt__pacer.scan_work = 0;
     st_relaxed(&rt__pacer.bg_credit, 0);
-    /* The scannable heap: last cycle's heap scan grown with the heap. */
-    double growth = rt__pacer.heap_marked ? (double)rt__pacer.triggered_at / (double)rt__pacer.heap_marked : 1.0;
-    rt__pacer.heap_scan = (uint64_t)((double)(rt__pacer.last_heap_scan ? rt__pacer.last_heap_scan
-                                                                        : rt__pacer.triggered_at) * growth);
+    /* The most heap scan work this cycle can need: every byte live at its
+       start (objects allocated during the mark are black, never scanned).
+       Go tracks the pointerful part exactly; this bound is looser but
+       never too small, which is what keeps assists from going slack. */
+    rt__pacer.heap_scan = rt__pacer.triggered_at;
     st_relaxed(&rt__gc_trigger, UINT64_MAX);   /* no new trigger while this cycle runs */
     rt__pacer_revise();
 }
@@ -124,7 +124,7 @@ void rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns)
     for (int i = 3; i > 0; i--) rt__pacer.cons_mark_hist[i] = rt__pacer.cons_mark_hist[i - 1];
     rt__pacer.cons_mark_hist[0] = cm;
     double m = 0;
-    for (int i = 0; i < 4; i++) m = fmax(m, rt__pacer.cons_mark_hist[i]);
+    for (int i = 0; i < 4; i++) if (rt__pacer.cons_mark_hist[i] > m) m = rt__pacer.cons_mark_hist[i];
     rt__pacer.cons_mark = m;
 }
 

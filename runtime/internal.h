@@ -263,6 +263,7 @@ typedef struct rt_global {
     int             nthreads;
     rt_p           *all_ps, *idle_ps;
     int             nps;
+    int             p_running;    /* Ps held by running threads (idle marking reads it) */
     int             stop_depth;   /* >0 while the world is stopped */
     uint64_t        stop_epoch;
     void          (*oom_fn)(size_t, void *);

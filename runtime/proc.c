@@ -47,11 +47,13 @@ static rt_p *p_acquire_locked(void) {
     }
     p->in_use = true;
     p->next_idle = NULL;
+    add_relaxed(&rt__g.p_running, 1);
     return p;
 }
 
 static void p_release_locked(rt_p *p) {
     p->in_use = false;
+    add_relaxed(&rt__g.p_running, -1);
     p->next_idle = rt__g.idle_ps;
     rt__g.idle_ps = p;
 }
