@@ -42,6 +42,7 @@ void rt__store_slow(void *slot, void *value) {
     if (ld_relaxed(&rt__flags.word) & RT__FLAG_WB) {
         rt_p *p = barrier_p("rt_store");
         record(p, ld_relaxed((uintptr_t *)slot), (uintptr_t)value);
+        rt__gc_answer_flush(p);
     }
     st_release((void **)slot, value);
 }

@@ -100,6 +100,7 @@ void rt__checkmark(void) {
     K.root = "root";
     /* Roots name themselves through v.root_name as they are visited. */
     rt__roots_visit(&v);
+    rt__specials_visit_roots(&v);   /* weak/cleanup/finalizer records and queued entries */
     while (K.sp) {
         item it = K.stack[--K.sp];
         K.cur = it.obj;

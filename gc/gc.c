@@ -145,7 +145,10 @@ void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
 
 /* Publish a P's barrier buffer and grey objects (the P's owner, or anyone
    while the P is idle or the world is stopped). */
+static uint64_t p_flushes_with_work;   /* Ps that published grey objects */
+
 static void flush_p(rt_p *p) {
+    if (p->wbuf_n || !rt__gcwork_empty(&p->gcw)) add_relaxed(&p_flushes_with_work, 1);
     rt__wbuf_flush(p);
     rt__gcwork_dispose(&p->gcw);
     rt__markstats_add(&p->gcw);
@@ -154,13 +157,17 @@ static void flush_p(rt_p *p) {
 
 #define GC_OVER_ASSIST_WORK (64 << 10)
 
-void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
-    rt_thread *t = rt__tls_thread;
+void rt__gc_answer_flush(rt_p *p) {
     uint64_t epoch = ld_acquire(&rt__flush_epoch);
     if (ld_relaxed(&p->flush_epoch) != epoch) {
         flush_p(p);
         st_release(&p->flush_epoch, epoch);
     }
+}
+
+void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
+    rt_thread *t = rt__tls_thread;
+    rt__gc_answer_flush(p);
     t->assist_credit -= (int64_t)bytes;
     if (t->assist_credit >= 0) return;
     rt__pacer_revise();   /* the ratio follows heap_live, which moved since */
@@ -230,9 +237,9 @@ static void prepare_ps_for_mark(bool concurrent) {
     for (rt_thread *t = rt__g.threads; t; t = t->next) t->assist_credit = 0;
 }
 
-/* Ask every P to publish its buffers; true if that produced work. */
+/* Ask every P to publish its buffers; true if any had grey objects. */
 static bool ragged_flush(void) {
-    uint64_t before = rt__work_flushed();
+    uint64_t before = ld_relaxed(&p_flushes_with_work);
     add_relaxed(&rt__flush_epoch, 1);
     uint64_t epoch = ld_relaxed(&rt__flush_epoch);
     pthread_mutex_lock(&rt__g.world_lock);
@@ -251,7 +258,7 @@ static bool ragged_flush(void) {
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
-    return rt__work_flushed() != before || !rt__work_global_empty();
+    return ld_relaxed(&p_flushes_with_work) != before || !rt__work_global_empty();
 }
 
 static void run_cycle(int kind) {
@@ -273,6 +280,7 @@ static void run_cycle(int kind) {
     rt_gcwork roots = { 0 };
     rt__roots_scan(&roots);
     rt__stacks_scan(&roots);
+    if (!concurrent) rt__specials_mark_roots(&roots);   /* special records, queued finalizers/cleanups */
     pthread_mutex_lock(&rt__g.world_lock);
     C.started++;
     pthread_cond_broadcast(&rt__g.world_cond);
@@ -285,12 +293,20 @@ static void run_cycle(int kind) {
         rt__markers_concurrent_begin();
         ct.t1 = rt__nanotime();
         rt__start_the_world();
+        /* Special records and queued finalizers/cleanups are roots too,
+           scanned now with the world running (gc/specials.c: why it is safe). */
+        rt_gcwork sp = { 0 };
+        rt__specials_mark_roots(&sp);
+        rt__gcwork_dispose(&sp);
+        rt__markstats_add(&sp);
 
-        /* 3. Concurrent mark. */
-        for (int round = 0; round < 8; round++) {
+        /* 3. Concurrent mark, until the workers are idle with nothing queued
+           and a ragged flush finds no grey object in any P.  Each round
+           needs the workers to run dry first, and the barrier only adds
+           objects that were live at mark start, so this ends. */
+        do {
             while (!rt__work_wait_quiescent(10000000)) {}
-            if (!ragged_flush()) break;
-        }
+        } while (ragged_flush());
         rt__markers_concurrent_end();
         rt__stop_the_world("gc mark termination");
         ct.t2 = rt__nanotime();
@@ -306,6 +322,7 @@ static void run_cycle(int kind) {
     if (!concurrent) last = roots;
     rt__markers_stw_drain(&last);
     if (rt__cfg.gccheckmark) rt__checkmark();
+    if (rt__cfg.checkfinalizers) rt__specials_check_finalizers();
     st_relaxed(&rt__gc_phase, RT_PHASE_OFF);
     __atomic_fetch_and(&rt__flags.word, ~(RT__FLAG_WB | RT__FLAG_SLOWALLOC), __ATOMIC_SEQ_CST);
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
@@ -315,10 +332,11 @@ static void run_cycle(int kind) {
     ct.marked = rt__markstats.bytes_marked;
     rt__pacer.scan_work = rt__markstats.scan_work;   /* the exact total, for cons/mark */
     rt__pacer.last_heap_scan = rt__markstats.scan_work;
+    /* cons/mark reads heap_live as the mark left it: before the reset. */
+    if (concurrent) rt__pacer_end_cycle(ct.t2 - ct.t1, C.assist_ns, rt__markstats.idle_ns);
     st_release(&rt__heap.sweepgen, rt__heap.sweepgen + 2);
     st_relaxed(&rt__heap.heap_marked, ct.marked);
     st_relaxed(&rt__heap.heap_live, ct.marked);
-    if (concurrent) rt__pacer_end_cycle(ct.t2 - ct.t1, C.assist_ns, rt__markstats.idle_ns);
     rt__pacer_commit(ct.marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
     rt__sweep_begin_cycle();
@@ -332,8 +350,10 @@ static void run_cycle(int kind) {
     C.pause_ns[(rt__gc_num + 255) % 256] = pause;
     C.pause_total_ns += pause;
     C.last_gc_unix_ns = unix_ns();
+    /* Go's accounting: pauses count for every P; the drain inside a pause
+       is part of that, so only work done while the world ran is added. */
     C.gc_cpu_ns += pause * (uint64_t)stw_procs() + C.assist_ns + rt__markstats.dedicated_ns +
-                   rt__markstats.fractional_ns + rt__markstats.stw_ns;
+                   rt__markstats.fractional_ns;
     rt__start_the_world();
     rt__sweeper_wake();
     if (rt__cfg.gctrace) trace_line(&ct, kind);
@@ -419,6 +439,7 @@ void rt__gc_init(void) {
     rt__pacer_commit(0);
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_RELAXED);
     rt__work_init();
+    rt__specials_init();
     rt__markers_start(rt__cfg.maxprocs);
     rt__sweeper_start();
     if (pthread_create(&C.driver, NULL, driver_main, NULL) != 0) rt__fatal("cannot create the collector thread");
@@ -426,6 +447,7 @@ void rt__gc_init(void) {
 }
 
 void rt__gc_shutdown(void) {
+    rt__specials_stop();   /* the cleanup thread, while the collector can still serve it */
     pthread_mutex_lock(&rt__g.world_lock);
     WAIT_AS_STOPPED(!C.active);
     C.quit = true;
@@ -437,4 +459,5 @@ void rt__gc_shutdown(void) {
     rt__markers_stop();
     rt__work_destroy();
     rt__roots_free_all();
+    rt__specials_free_all();
 }

@@ -70,6 +70,7 @@ void rt__markstats_add(const rt_gcwork *w);
 
 /* ---- write barrier (gc/barrier.c) --------------------------------------------- */
 void rt__wbuf_flush(rt_p *p);                  /* shade a P's buffered pointers */
+void rt__gc_answer_flush(rt_p *p);             /* publish a P's buffers if a ragged flush asks */
 
 /* ---- roots (gc/roots.c) -------------------------------------------------------- */
 void     rt__roots_scan(rt_gcwork *w);          /* registered roots */
@@ -107,6 +108,26 @@ extern uint64_t rt__gc_goal;
 /* ---- checkmark and verification ---------------------------------------------------- */
 void rt__checkmark(void);                      /* world stopped, after a concurrent mark */
 void rt__verify_heap(const char *when);
+
+/* ---- weak handles, cleanups, finalizers (gc/specials.c) ------------------------------ */
+void rt__specials_init(void);                  /* rt__gc_init */
+void rt__specials_stop(void);                  /* start of rt__gc_shutdown: stop the cleanup thread */
+void rt__specials_free_all(void);              /* end of rt__gc_shutdown */
+void rt__specials_sweep(rt_span *s);           /* rt__sweep_span, before the mark bits are used */
+void rt__specials_mark_roots(rt_gcwork *w);    /* records and queued entries are roots */
+void rt__specials_visit_roots(rt_visitor *v);  /* the same, for checkmark */
+void rt__specials_check_finalizers(void);      /* RTDEBUG=checkfinalizers, world stopped after the mark */
+/* Sweep s now if this cycle has not (Go's ensureSwept), or wait for the
+   sweeper that owns it (gc/sweep.c).  Returns at once if s is swept. */
+void rt__span_ensure_swept(rt_span *s);
+/* Tests: wait until every queued cleanup and finalizer has run (the caller
+   holds a P; it waits in a blocking region). */
+void rt__cleanups_wait(void);
+typedef struct rt_specials_stats {
+    uint64_t weak, finalizers, cleanups;       /* records attached to objects */
+    uint64_t queued, ran;                      /* cleanups + finalizers ever queued / run */
+} rt_specials_stats;
+void rt__specials_stats(rt_specials_stats *out);
 
 /* ---- cycle statistics (gc/gc.c) ---------------------------------------------------- */
 extern uint64_t rt__gc_num;

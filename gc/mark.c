@@ -99,7 +99,9 @@ void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uint
     w->objects_marked++;
     w->bytes_marked += s->hot.elemsize;
     if (rt__spanclass_noscan(s->hot.spanclass)) return;   /* black at once */
-    rt__gcwork_put(w, s->hot.base + idx * s->hot.elemsize);
+    uintptr_t obj = s->hot.base + idx * s->hot.elemsize;
+    __builtin_prefetch((const void *)obj);   /* scanned later: hide the miss, as Go does */
+    rt__gcwork_put(w, obj);
 }
 
 /* One candidate found in a slot: shade it, or hand it to checkmark. */
@@ -148,11 +150,16 @@ static void scan_layout(rt_visitor *v, uintptr_t data, uintptr_t lo, uintptr_t h
 
 static void scan_heapbits(rt_visitor *v, rt_span *s, uintptr_t obj) {
     const uint64_t *hb = rt__span_heapbits(s);
-    uintptr_t wi = (obj - s->hot.base) / 8, nw = s->hot.elemsize / 8;
-    for (uintptr_t k = 0; k < nw; k++) {
-        uintptr_t b = wi + k;
-        if (!(ld_relaxed(&hb[b / 64]) >> (b % 64) & 1)) continue;
-        uintptr_t a = obj + k * 8;
+    uintptr_t wi = (obj - s->hot.base) / 8, nw = s->hot.elemsize / 8;   /* nw <= 64 */
+    unsigned i = (unsigned)(wi / 64), o = (unsigned)(wi % 64);
+    /* The object's bits, in at most two bitmap words. */
+    uint64_t bits = ld_relaxed(&hb[i]) >> o;
+    if (o + nw > 64) bits |= ld_relaxed(&hb[i + 1]) << (64 - o);
+    if (nw < 64) bits &= ((uint64_t)1 << nw) - 1;
+    while (bits) {
+        unsigned k = (unsigned)__builtin_ctzll(bits);
+        bits &= bits - 1;
+        uintptr_t a = obj + (uintptr_t)k * 8;
         uintptr_t val = ld_relaxed((const uintptr_t *)a);
         if (val - obj >= s->hot.elemsize) found(v, val, true, a);
     }

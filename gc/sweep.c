@@ -50,6 +50,9 @@ void rt__sweep_span(rt_span *s, bool preserve) {
     RT_ASSERT(s->state == RT_SPAN_INUSE);
     unsigned cls = rt__spanclass_size(s->hot.spanclass);
     rt_mcentral *c = &rt__heap.central[s->hot.spanclass];
+    /* Weak handles, cleanups, finalizers of unmarked objects (gc/specials.c);
+       first, since a finalizer marks its object again. */
+    if (ld_relaxed(&s->specials)) rt__specials_sweep(s);
 
     if (cls == 0) {
         if (rt__span_is_marked(s, 0)) {
@@ -135,6 +138,23 @@ bool rt__sweep_one(void) {
     }
     __atomic_sub_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
     return did;
+}
+
+/* Go's ensureSwept: sweep s now if this cycle has not (it then also sits,
+   stale, in its unswept set, which the next popper drops: its CAS fails),
+   or wait for the sweeper that owns it.  Counted as an active sweeper so
+   rt__sweep_finish and the next sweepgen flip wait for it. */
+void rt__span_ensure_swept(rt_span *s) {
+    uint32_t h = ld_acquire(&rt__heap.sweepgen), sg = ld_acquire(&s->sweepgen);
+    if (RT_LIKELY(sg == h || sg == h + 3)) return;
+    __atomic_add_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+    h = ld_acquire(&rt__heap.sweepgen);
+    uint32_t want = h - 2;
+    if (ld_acquire(&s->state) == RT_SPAN_INUSE && cas_acq_rel(&s->sweepgen, &want, h - 1))
+        rt__sweep_span(s, false);
+    __atomic_sub_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+    /* Freed by its sweeper (dead), or reused (no longer h-1): done too. */
+    while (ld_acquire(&s->sweepgen) == h - 1 && ld_acquire(&s->state) == RT_SPAN_INUSE) sched_yield();
 }
 
 void rt__sweep_begin_cycle(void) {

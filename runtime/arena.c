@@ -12,7 +12,8 @@
 
 #include <string.h>
 
-static rt_arena **arena_index;   /* RT_ARENA_L2_ENTRIES entries */
+rt_arena **rt__arena_index;   /* RT_ARENA_L2_ENTRIES entries */
+#define arena_index rt__arena_index
 
 static int arena_index_init(void) {
     if (arena_index) return 0;
@@ -20,26 +21,8 @@ static int arena_index_init(void) {
     void *p = rt__os_reserve(bytes, rt__os_pagesize());
     if (!p) return -1;
     if (rt__os_commit(p, bytes) != 0) { rt__os_unreserve(p, bytes); return -1; }
-    arena_index = p;
+    st_release(&arena_index, (rt_arena **)p);
     return 0;
-}
-
-rt_arena *rt__arena_of(uintptr_t p) {
-    if (RT_UNLIKELY(!arena_index || (p >> RT_HEAP_ADDR_BITS) != 0)) return NULL;
-    return ld_acquire(&arena_index[p >> RT_ARENA_SHIFT]);
-}
-
-rt_span *rt__span_of(uintptr_t p) {
-    rt_arena *a = rt__arena_of(p);
-    if (!a) return NULL;
-    return ld_acquire(&a->spans[(p >> RT_PAGE_SHIFT) % RT_PAGES_PER_ARENA]);
-}
-
-rt_span *rt__span_of_heap(uintptr_t p) {
-    rt_span *s = rt__span_of(p);
-    if (!s || ld_acquire(&s->state) != RT_SPAN_INUSE) return NULL;
-    if (p < s->hot.base || p >= s->hot.base + s->npages * RT_PAGE_SIZE) return NULL;
-    return s;
 }
 
 /* Register [base, base+bytes) (whole arenas) in the index. */

@@ -120,9 +120,26 @@ typedef struct rt_arena {
     struct rt_arena *next;       /* all arenas, for the verifier and shutdown */
 } rt_arena;
 
-rt_arena *rt__arena_of(uintptr_t p);
-rt_span  *rt__span_of(uintptr_t p);                        /* NULL if not a heap page */
-rt_span  *rt__span_of_heap(uintptr_t p);                   /* in-use span containing p, else NULL */
+extern rt_arena **rt__arena_index;   /* RT_ARENA_L2_ENTRIES entries, NULL before the first arena */
+
+/* Inline: every candidate pointer the marker and the barrier see goes
+   through these three loads. */
+static inline rt_arena *rt__arena_of(uintptr_t p) {
+    rt_arena **ix = ld_relaxed(&rt__arena_index);
+    if (RT_UNLIKELY(!ix || (p >> RT_HEAP_ADDR_BITS) != 0)) return NULL;
+    return ld_acquire(&ix[p >> RT_ARENA_SHIFT]);
+}
+static inline rt_span *rt__span_of(uintptr_t p) {              /* NULL if not a heap page */
+    rt_arena *a = rt__arena_of(p);
+    if (!a) return NULL;
+    return ld_acquire(&a->spans[(p >> RT_PAGE_SHIFT) % RT_PAGES_PER_ARENA]);
+}
+static inline rt_span *rt__span_of_heap(uintptr_t p) {         /* in-use span containing p, else NULL */
+    rt_span *s = rt__span_of(p);
+    if (!s || ld_acquire(&s->state) != RT_SPAN_INUSE) return NULL;
+    if (p < s->hot.base || p >= s->hot.base + s->npages * RT_PAGE_SIZE) return NULL;
+    return s;
+}
 int       rt__arena_register(uintptr_t base, size_t bytes);
 void      rt__arena_set_spans(rt_span *s, uintptr_t base, size_t npages);
 /* Find the object containing p: its base, span and slot index. 0 if p is not
