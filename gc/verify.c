@@ -1,7 +1,7 @@
 /* gc/verify.c -- the heap verifier (debug builds, or RTDEBUG=verify=1).
  *
  * Runs with the world stopped right after a mark, when every span sits in
- * an mcentral set (mcaches were emptied at cycle start).  Checks:
+ * an mcentral set (mcaches were handed back at mark termination).  Checks:
  *   - each mcentral: spans of its class, swept/unswept sets consistent;
  *   - each span: geometry, bitmaps, alloc_count equal to the allocated
  *     slots (rt__span_check), no marked slot that is free;

@@ -4,9 +4,10 @@
  * with rt_alloc and stores heap pointers with rt_store.  Every name here is
  * documented with an example in docs/api.md; tuning is in docs/tuning.md.
  *
- * rt_alloc, rt_store, rt_memmove_ptrs and rt_safepoint are real exported
- * functions, and also macros that expand to inline fast paths (see
- * rtgc/inline.h).  Write (rt_alloc)(n, t) to call the out-of-line function. */
+ * rt_alloc, rt_store and rt_safepoint are real exported functions, and also
+ * macros that expand to inline fast paths (see rtgc/inline.h); write
+ * (rt_alloc)(n, t) to call the out-of-line function.  rt_memmove_ptrs is a
+ * plain function. */
 #ifndef RTGC_H
 #define RTGC_H
 
