@@ -139,8 +139,10 @@ static void trace_line(const cycle_times *ct, int kind) {
 /* ---- allocation during a mark --------------------------------------------------------- */
 
 void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
+    /* Counted in the allocating P (flushed with its buffers): a global
+       atomic here would bounce one cache line between every allocator. */
     if (rt__span_set_mark(s, rt__span_obj_index(s, slot)))
-        add_relaxed(&rt__markstats.bytes_marked, (uint64_t)s->hot.elemsize);
+        ((rt_p *)rt__tls_mcache)->gcw.bytes_marked += s->hot.elemsize;
 }
 
 /* Publish a P's barrier buffer and grey objects (the P's owner, or anyone
