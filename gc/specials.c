@@ -110,10 +110,12 @@ typedef struct {
     uint64_t  id;                /* generation << 32 | (pool index + 1); kept while free; atomic */
 } sp_cln;
 
-/* A span's records, sorted by (offset, kind). */
+/* A span's records, sorted by (offset, kind); the keys are stored inline
+   so a search touches only the array. */
+typedef struct sp_ent { uint64_t key; sp_rec *r; } sp_ent;
 struct rt_special {
     uint32_t n, cap;
-    sp_rec  *v[];
+    sp_ent   e[];
 };
 typedef struct rt_special sp_table;
 
@@ -237,7 +239,7 @@ static sp_rec *rec_alloc(int kind, uint32_t offset) {
 static void rec_free(sp_rec *r) { pool_free(rec_pool(r->kind), r); }
 
 static sp_table *table_alloc(uint32_t want) {
-    size_t bytes = sizeof(sp_table) + (size_t)want * sizeof(sp_rec *);
+    size_t bytes = sizeof(sp_table) + (size_t)want * sizeof(sp_ent);
     unsigned shift = MIN_TABLE_SHIFT;
     while (((size_t)1 << shift) < bytes) shift++;
     sp_table *t;
@@ -259,12 +261,12 @@ static sp_table *table_alloc(uint32_t want) {
         bytes -= sizeof(big_table);
     }
     t->n = 0;
-    t->cap = (uint32_t)((bytes - sizeof(sp_table)) / sizeof(sp_rec *));
+    t->cap = (uint32_t)((bytes - sizeof(sp_table)) / sizeof(sp_ent));
     return t;
 }
 
 static void table_free(sp_table *t) {
-    size_t bytes = sizeof(sp_table) + (size_t)t->cap * sizeof(sp_rec *);
+    size_t bytes = sizeof(sp_table) + (size_t)t->cap * sizeof(sp_ent);
     if (bytes <= ((size_t)1 << MAX_TABLE_SHIFT)) {
         unsigned shift = MIN_TABLE_SHIFT;
         while (((size_t)1 << shift) < bytes) shift++;
@@ -288,7 +290,7 @@ static uint32_t lower_bound(const sp_table *t, uint64_t k) {
     uint32_t lo = 0, hi = t ? t->n : 0;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (key_of(t->v[mid]) < k) lo = mid + 1;
+        if (t->e[mid].key < k) lo = mid + 1;
         else hi = mid;
     }
     return lo;
@@ -298,7 +300,7 @@ static sp_rec *table_find(rt_span *s, uint32_t offset, int kind) {
     sp_table *t = span_table(s);
     uint64_t k = (uint64_t)offset << 8 | (unsigned)kind;
     uint32_t i = lower_bound(t, k);
-    return t && i < t->n && key_of(t->v[i]) == k ? t->v[i] : NULL;
+    return t && i < t->n && t->e[i].key == k ? t->e[i].r : NULL;
 }
 
 /* Insert after any records with the same key (cleanups keep their order). */
@@ -307,7 +309,7 @@ static void table_insert(rt_span *s, sp_rec *r) {
     if (!t || t->n == t->cap) {
         sp_table *nt = table_alloc(t ? t->cap * 2 + 1 : 1);
         if (t) {
-            memcpy(nt->v, t->v, (size_t)t->n * sizeof(sp_rec *));
+            memcpy(nt->e, t->e, (size_t)t->n * sizeof(sp_ent));
             nt->n = t->n;
             table_free(t);
         }
@@ -315,14 +317,14 @@ static void table_insert(rt_span *s, sp_rec *r) {
         st_relaxed(&s->specials, t);
     }
     uint32_t i = lower_bound(t, key_of(r) + 1);
-    memmove(&t->v[i + 1], &t->v[i], (size_t)(t->n - i) * sizeof(sp_rec *));
-    t->v[i] = r;
+    memmove(&t->e[i + 1], &t->e[i], (size_t)(t->n - i) * sizeof(sp_ent));
+    t->e[i] = (sp_ent){ key_of(r), r };
     t->n++;
 }
 
 static void table_remove_at(rt_span *s, uint32_t i) {
     sp_table *t = span_table(s);
-    memmove(&t->v[i], &t->v[i + 1], (size_t)(t->n - i - 1) * sizeof(sp_rec *));
+    memmove(&t->e[i], &t->e[i + 1], (size_t)(t->n - i - 1) * sizeof(sp_ent));
     if (--t->n == 0) {
         table_free(t);
         st_relaxed(&s->specials, NULL);
@@ -409,6 +411,15 @@ static inline bool slot_allocated(const rt_span *s, uintptr_t idx) {
 
 static inline bool tiny_span(const rt_span *s) { return s->hot.spanclass == RT_TINY_SPAN_CLASS; }
 
+/* Where the object in slot idx starts (rt__object_type's rule, reading
+   header_bits atomically: neighbours' bits in the byte change as they are
+   allocated). */
+static uintptr_t data_start(const rt_span *s, uintptr_t slot, uintptr_t idx) {
+    if (rt__spanclass_noscan(s->hot.spanclass) || rt__spanclass_size(s->hot.spanclass) == 0) return slot;
+    if (s->header_bits) return ld_relaxed(&s->header_bits[idx / 8]) >> (idx % 8) & 1 ? slot + RT_HEADER_SIZE : slot;
+    return slot + RT_HEADER_SIZE;
+}
+
 typedef struct target {
     rt_span  *s;
     uintptr_t idx, slot;         /* object index and slot address */
@@ -430,13 +441,8 @@ static target resolve(const char *call, const void *obj) {
         rt__misuse(call, "%p points into a free heap slot (the object was already collected, or the pointer "
                    "is stale); pass a pointer to a live object", obj);
     t.slot = s->hot.base + t.idx * s->hot.elemsize;
-    if (tiny_span(s)) {
-        t.key = p;
-    } else {
-        uintptr_t data;
-        rt__object_type(s, t.slot, &data);
-        t.key = data;
-    }
+    if (tiny_span(s)) t.key = p;
+    else t.key = data_start(s, t.slot, t.idx);
     t.offset = (uint32_t)(t.key - s->hot.base);
     return t;
 }
@@ -497,13 +503,15 @@ void *rt_weak_get(const rt_weak *w) {
     rt_span *s = rt__span_of_heap(a);
     if (RT_UNLIKELY(!s)) return NULL;
     uint32_t h = ld_acquire(&rt__heap.sweepgen), sg = ld_acquire(&s->sweepgen);
-    if (RT_UNLIKELY(sg != h && sg != h + 3)) {
-        /* Not swept yet this cycle: the object may be dead.  Sweep first
-           (which clears the handle if it is), then look again. */
-        rt__span_ensure_swept(s);
-        a = ld_acquire(&w->addr);
-        if (!a) return NULL;
-    }
+    /* Not swept yet this cycle: the object may be dead.  Sweep first
+       (which clears the handle if it is). */
+    if (RT_UNLIKELY(sg != h && sg != h + 3)) rt__span_ensure_swept(s);
+    /* Look again in any case: a sweeper may have cleared the handle, freed
+       the span and the page been reused between the first load and the
+       check above.  The clear happens before the free, which happens
+       before the reuse we observed, so this load sees it. */
+    a = ld_acquire(&w->addr);
+    if (!a) return NULL;
     if (RT_UNLIKELY(marking())) rt__shade(&p->gcw, a, false, 0, 0);
     return (void *)a;
 }
@@ -558,8 +566,8 @@ void rt_cleanup_stop(rt_cleanup c) {
     sp_table *t = span_table(s);
     bool found = false;
     uint64_t k = (uint64_t)(obj - s->hot.base) << 8 | SP_CLEANUP;
-    for (uint32_t i = lower_bound(t, k); t && i < t->n && key_of(t->v[i]) == k; i++) {
-        if (t->v[i] == &r->h && ld_relaxed(&r->id) == c) {
+    for (uint32_t i = lower_bound(t, k); t && i < t->n && t->e[i].key == k; i++) {
+        if (t->e[i].r == &r->h && ld_relaxed(&r->id) == c) {
             table_remove_at(s, i);
             found = true;
             break;
@@ -584,8 +592,8 @@ int rt_set_finalizer(void *obj, void (*fn)(void *obj, void *arg), void *arg) {
         uint64_t k = (uint64_t)t.offset << 8 | SP_FINALIZER;
         uint32_t i = lower_bound(tb, k);
         sp_rec *r = NULL;
-        if (tb && i < tb->n && key_of(tb->v[i]) == k) {
-            r = tb->v[i];
+        if (tb && i < tb->n && tb->e[i].key == k) {
+            r = tb->e[i].r;
             table_remove_at(t.s, i);
         }
         pthread_mutex_unlock(&t.s->special_lock);
@@ -623,34 +631,36 @@ void rt__specials_sweep(rt_span *s) {
     if (!t) { pthread_mutex_unlock(&s->special_lock); return; }
     uint32_t n = t->n, out = 0;
     for (uint32_t i = 0; i < n;) {
-        uintptr_t idx = rt__span_obj_index(s, s->hot.base + t->v[i]->offset);
+        uintptr_t idx = rt__span_obj_index(s, s->hot.base + (uintptr_t)(t->e[i].key >> 8));
         uint32_t j = i;
         bool fin = false;
-        while (j < n && rt__span_obj_index(s, s->hot.base + t->v[j]->offset) == idx) {
-            fin |= t->v[j]->kind == SP_FINALIZER;
+        while (j < n && rt__span_obj_index(s, s->hot.base + (uintptr_t)(t->e[j].key >> 8)) == idx) {
+            fin |= (t->e[j].key & 0xff) == SP_FINALIZER;
             j++;
         }
         if (rt__span_is_marked(s, idx)) {
-            while (i < j) t->v[out++] = t->v[i++];
+            while (i < j) t->e[out++] = t->e[i++];
             continue;
         }
         if (fin) rt__span_set_mark(s, idx);   /* resurrect it for its finalizer */
         /* Weak handles first: the cleanup thread may run what is queued
            at once, and must find them cleared (Go's order). */
         for (uint32_t k = i; k < j; k++) {
-            sp_rec *r = t->v[k];
+            sp_rec *r = t->e[k].r;
             if (r->kind != SP_WEAK) continue;
             st_release(&((sp_weak *)r)->handle->addr, 0);
+            t->e[k].r = NULL;
             rec_free(r);
         }
         for (; i < j; i++) {
-            sp_rec *r = t->v[i];
+            sp_rec *r = t->e[i].r;
+            if (!r) continue;
             if (r->kind == SP_FINALIZER) {
                 sp_fin *f = (sp_fin *)r;
                 q_push(SP_FINALIZER, (void *)f->fn, (void *)(s->hot.base + r->offset), f->arg);
                 rec_free(r);
             } else if (r->kind == SP_CLEANUP) {
-                if (fin) { t->v[out++] = r; continue; }   /* runs once the object is really dead */
+                if (fin) { t->e[out++] = t->e[i]; continue; }   /* runs once the object is really dead */
                 sp_cln *c = (sp_cln *)r;
                 q_push(SP_CLEANUP, (void *)c->fn, NULL, c->arg);
                 rec_free(r);
@@ -670,14 +680,21 @@ void rt__specials_sweep(rt_span *s) {
 /* Every in-use span with records, once.  The arena list is snapshotted
    under the heap lock; spans are validated as the marker does. */
 static void for_each_special_span(void (*fn)(rt_span *, void *), void *ctx) {
-    enum { MAX_SNAP = 1024 };
-    rt_arena *snap[MAX_SNAP];
-    size_t n = 0;
+    rt_arena *local[64], **snap = local;
+    size_t n = 0, cap = 64;
     pthread_mutex_lock(&rt__heap.lock);
-    for (rt_arena *a = rt__heap.arenas; a && n < MAX_SNAP; a = a->next) snap[n++] = a;
-    bool more = n == MAX_SNAP && snap[n - 1]->next;
+    for (rt_arena *a = rt__heap.arenas; a; a = a->next) {
+        if (n == cap) {
+            rt_arena **more = malloc(2 * cap * sizeof *more);
+            if (!more) rt__fatal("specials: out of memory listing %zu arenas", n);
+            memcpy(more, snap, n * sizeof *more);
+            if (snap != local) free(snap);
+            snap = more;
+            cap *= 2;
+        }
+        snap[n++] = a;
+    }
     pthread_mutex_unlock(&rt__heap.lock);
-    if (more) rt__fatal("specials: more than %d heap arenas", MAX_SNAP);
     for (size_t k = 0; k < n; k++) {
         rt_arena *a = snap[k];
         for (uintptr_t i = 0; i < RT_PAGES_PER_ARENA; i++) {
@@ -687,6 +704,7 @@ static void for_each_special_span(void (*fn)(rt_span *, void *), void *ctx) {
             i += s->npages - 1;
         }
     }
+    if (snap != local) free(snap);
 }
 
 static void mark_span_roots(rt_span *s, void *ctx) {
@@ -694,7 +712,7 @@ static void mark_span_roots(rt_span *s, void *ctx) {
     pthread_mutex_lock(&s->special_lock);
     sp_table *t = span_table(s);
     for (uint32_t i = 0; t && i < t->n; i++) {
-        sp_rec *r = t->v[i];
+        sp_rec *r = t->e[i].r;
         switch (r->kind) {
         case SP_WEAK:
             rt__shade(w, (uintptr_t)((sp_weak *)r)->handle, true, 0, 0);
@@ -734,7 +752,7 @@ static void visit_span_roots(rt_span *s, void *ctx) {
     pthread_mutex_lock(&s->special_lock);
     sp_table *t = span_table(s);
     for (uint32_t i = 0; t && i < t->n; i++) {
-        sp_rec *r = t->v[i];
+        sp_rec *r = t->e[i].r;
         v->obj = 0;
         switch (r->kind) {
         case SP_WEAK:
@@ -870,7 +888,7 @@ static void cf_span(rt_span *s, void *ctx) {
     pthread_mutex_lock(&s->special_lock);
     sp_table *t = span_table(s);
     for (uint32_t i = 0; t && i < t->n; i++) {
-        sp_rec *r = t->v[i];
+        sp_rec *r = t->e[i].r;
         if (r->kind == SP_WEAK) continue;
         uintptr_t slot = s->hot.base + rt__span_obj_index(s, s->hot.base + r->offset) * s->hot.elemsize;
         void *key = (void *)(s->hot.base + r->offset);

@@ -46,7 +46,7 @@ static void clobber(uintptr_t p, size_t n) {
 void rt__sweep_span(rt_span *s, bool preserve) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
     add_relaxed(&S.pages_swept, (uint64_t)s->npages);
-    RT_ASSERT(s->sweepgen == h - 1);
+    RT_ASSERT(ld_relaxed(&s->sweepgen) == h - 1);   /* atomic: a stale set entry may be CASed (ensure_swept) */
     RT_ASSERT(s->state == RT_SPAN_INUSE);
     unsigned cls = rt__spanclass_size(s->hot.spanclass);
     rt_mcentral *c = &rt__heap.central[s->hot.spanclass];
@@ -130,7 +130,8 @@ bool rt__sweep_one(void) {
             continue;
         }
         uint32_t want = h - 2;
-        if (cas_acq_rel(&s->sweepgen, &want, h - 1)) {
+        /* (A stale entry left by rt__span_ensure_swept fails the test.) */
+        if (ld_acquire(&s->sweepgen) == want && cas_acq_rel(&s->sweepgen, &want, h - 1)) {
             rt__sweep_span(s, false);
             did = true;
             break;
@@ -150,7 +151,8 @@ void rt__span_ensure_swept(rt_span *s) {
     __atomic_add_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
     h = ld_acquire(&rt__heap.sweepgen);
     uint32_t want = h - 2;
-    if (ld_acquire(&s->state) == RT_SPAN_INUSE && cas_acq_rel(&s->sweepgen, &want, h - 1))
+    if (ld_acquire(&s->state) == RT_SPAN_INUSE && ld_acquire(&s->sweepgen) == want &&
+        cas_acq_rel(&s->sweepgen, &want, h - 1))
         rt__sweep_span(s, false);
     __atomic_sub_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
     /* Freed by its sweeper (dead), or reused (no longer h-1): done too. */

@@ -48,6 +48,7 @@ static void make_types(void) {
            offsetof(ObjClass, name), offsetof(ObjClass, methods.entries));
     LAYOUT(instance, ObjInstance,
            offsetof(ObjInstance, klass), offsetof(ObjInstance, fields.entries));
+    LAYOUT(intern_entry, InternEntry, offsetof(InternEntry, ref));   /* the handle, not the string */
 
     /* Traced: these hold Values, whose encoding only we can decode. */
     gc_types.upvalue = rt_type_traced("ObjUpvalue", trace_upvalue);
@@ -81,8 +82,9 @@ bool gc_start(bool precise) {
 }
 
 void gc_register_roots(void) {
-    /* Two independent scanners: the VM's (stack, frames, globals, strings,
-       open upvalues, "init") and the compiler's (functions being built).
+    /* Two independent scanners: the VM's (stack, frames, globals, the weak
+       intern table's slots, open upvalues, "init") and the compiler's
+       (functions being built).
        rtgc calls them at the start of every cycle with the world stopped. */
     rt_root_add_scanner(vm_scan_roots, &vm);
     rt_root_add_scanner(compiler_scan_roots, NULL);

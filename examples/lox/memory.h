@@ -29,6 +29,7 @@ typedef struct {
     const rt_type *bound_method;  /* traced */
     const rt_type *value_array;   /* traced */
     const rt_type *entry_array;   /* traced */
+    const rt_type *intern_entry;  /* layout elem: the weak intern table's slots */
 } GcTypes;
 
 extern GcTypes gc_types;

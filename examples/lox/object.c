@@ -106,23 +106,20 @@ static ObjString *allocate_string(int length, uint32_t hash) {
     return string;
 }
 
-/* Enter a fresh string in the intern table.  table_set may allocate, so
-   the string sits on the VM stack meanwhile. */
+/* Enter a fresh string in the intern table.  The table holds a weak handle
+   to it (table.c), so interning never keeps a string alive; intern_add
+   allocates (the handle, maybe a bigger array), so the string sits on the
+   VM stack meanwhile. */
 static ObjString *intern(ObjString *string) {
     vm_push(OBJ_VAL(string));
-    /* TODO(weak): the intern table is a strong root for now, so no string
-       ever dies.  When rtgc's weak handles are ready, entries will hold
-       rt_weak_make(string) handles instead of the strings themselves, the
-       scanner in vm.c will stop visiting vm.strings, and lookups will treat
-       an entry whose rt_weak_get() is NULL as a tombstone. */
-    table_set(&vm.strings, string, NIL_VAL);
+    intern_add(&vm.strings, string);
     vm_pop();
     return string;
 }
 
 ObjString *copy_string(const char *chars, int length) {
     uint32_t hash = hash_more(FNV_OFFSET, chars, length);
-    ObjString *interned = table_find_string(&vm.strings, chars, length, hash);
+    ObjString *interned = intern_find(&vm.strings, chars, length, hash);
     if (interned != NULL) return interned;
     ObjString *string = allocate_string(length, hash);
     memcpy(string->chars, chars, (size_t)length);
@@ -133,7 +130,7 @@ ObjString *concat_strings(ObjString *a, ObjString *b) {
     /* Hash and look up the result without building it, so a hit costs no
        allocation; a and b stay on the VM stack for the miss path. */
     uint32_t hash = hash_more(hash_more(FNV_OFFSET, a->chars, a->length), b->chars, b->length);
-    ObjString *interned = table_find_concat(&vm.strings, a, b, hash);
+    ObjString *interned = intern_find_concat(&vm.strings, a, b, hash);
     if (interned != NULL) return interned;
     ObjString *string = allocate_string(a->length + b->length, hash);
     memcpy(string->chars, a->chars, (size_t)a->length);

@@ -98,40 +98,6 @@ void table_add_all(const Table *from, Table *to) {
     }
 }
 
-ObjString *table_find_string(const Table *table, const char *chars, int length, uint32_t hash) {
-    if (table->count == 0) return NULL;
-    uint64_t mask = table->entries->capacity - 1;
-    uint64_t index = hash & mask;
-    for (;;) {
-        Entry *entry = &table->entries->entries[index];
-        if (entry->key == NULL) {
-            if (IS_NIL(entry->value)) return NULL;
-        } else if (entry->key->length == length && entry->key->hash == hash
-                   && memcmp(entry->key->chars, chars, (size_t)length) == 0) {
-            return entry->key;
-        }
-        index = (index + 1) & mask;
-    }
-}
-
-ObjString *table_find_concat(const Table *table, const ObjString *a, const ObjString *b, uint32_t hash) {
-    if (table->count == 0) return NULL;
-    int length = a->length + b->length;
-    uint64_t mask = table->entries->capacity - 1;
-    uint64_t index = hash & mask;
-    for (;;) {
-        Entry *entry = &table->entries->entries[index];
-        if (entry->key == NULL) {
-            if (IS_NIL(entry->value)) return NULL;
-        } else if (entry->key->length == length && entry->key->hash == hash
-                   && memcmp(entry->key->chars, a->chars, (size_t)a->length) == 0
-                   && memcmp(entry->key->chars + a->length, b->chars, (size_t)b->length) == 0) {
-            return entry->key;
-        }
-        index = (index + 1) & mask;
-    }
-}
-
 void table_trace_entries(void *obj, size_t size, rt_visitor *v) {
     (void)size;
     EntryArray *array = obj;
@@ -139,4 +105,100 @@ void table_trace_entries(void *obj, size_t size, rt_visitor *v) {
         rt_visit(v, array->entries[i].key);
         visit_value(v, array->entries[i].value);
     }
+}
+
+/* ---- the weak intern table ------------------------------------------------- */
+
+#define INTERN_MAX_LOAD 0.75
+
+void intern_init(InternTable *table) {
+    table->count = 0;
+    table->capacity = 0;
+    table->entries = NULL;
+}
+
+static inline ObjString *entry_string(InternEntry *e) {
+    ObjString *s = rt_weak_get(e->ref);   /* during a mark this keeps s alive: we may return it */
+    if (s == NULL) {                      /* died: the entry becomes a tombstone */
+        e->used = 2;
+        rt_store(&e->ref, NULL);
+    }
+    return s;
+}
+
+ObjString *intern_find(InternTable *table, const char *chars, int length, uint32_t hash) {
+    if (table->count == 0) return NULL;
+    uint64_t mask = (uint64_t)table->capacity - 1;
+    for (uint64_t index = hash & mask;; index = (index + 1) & mask) {
+        InternEntry *e = &table->entries[index];
+        if (e->used == 0) return NULL;
+        if (e->used != 1 || e->hash != hash) continue;
+        ObjString *s = entry_string(e);
+        if (s != NULL && s->length == length && memcmp(s->chars, chars, (size_t)length) == 0) return s;
+    }
+}
+
+ObjString *intern_find_concat(InternTable *table, const ObjString *a, const ObjString *b, uint32_t hash) {
+    if (table->count == 0) return NULL;
+    int length = a->length + b->length;
+    uint64_t mask = (uint64_t)table->capacity - 1;
+    for (uint64_t index = hash & mask;; index = (index + 1) & mask) {
+        InternEntry *e = &table->entries[index];
+        if (e->used == 0) return NULL;
+        if (e->used != 1 || e->hash != hash) continue;
+        ObjString *s = entry_string(e);
+        if (s != NULL && s->length == length && memcmp(s->chars, a->chars, (size_t)a->length) == 0
+            && memcmp(s->chars + a->length, b->chars, (size_t)b->length) == 0)
+            return s;
+    }
+}
+
+int intern_live_count(const InternTable *table) {
+    int n = 0;
+    for (int i = 0; i < table->capacity; i++)
+        if (table->entries[i].used == 1 && rt_weak_get(table->entries[i].ref) != NULL) n++;
+    return n;
+}
+
+/* Rebuild with room for `live` strings plus one at half load: the table
+   grows, or shrinks when many strings died. */
+static void rebuild(InternTable *table) {
+    int live = intern_live_count(table);
+    int capacity = 8;
+    while ((double)(live + 1) > capacity * 0.5) capacity *= 2;
+    /* The only allocation: nothing needs rooting (the old array is still
+       the table's).  A collection here may clear more handles: those
+       entries are skipped below. */
+    InternEntry *fresh = rt_alloc_array(gc_types.intern_entry, (size_t)capacity);
+    lox_checked(fresh, sizeof(InternEntry) * (size_t)capacity);
+    int count = 0;
+    for (int i = 0; i < table->capacity; i++) {
+        InternEntry *src = &table->entries[i];
+        if (src->used != 1 || rt_weak_get(src->ref) == NULL) continue;
+        uint64_t mask = (uint64_t)capacity - 1, index = src->hash & mask;
+        while (fresh[index].used != 0) index = (index + 1) & mask;
+        fresh[index].ref = src->ref;     /* unpublished: plain stores */
+        fresh[index].hash = src->hash;
+        fresh[index].used = 1;
+        count++;
+    }
+    table->count = count;
+    table->capacity = capacity;
+    rt_store(&table->entries, fresh);   /* publish */
+}
+
+void intern_add(InternTable *table, ObjString *string) {
+    if (table->count + 1 > table->capacity * INTERN_MAX_LOAD) rebuild(table);
+    rt_weak *ref = rt_weak_make(string);   /* allocates: string is rooted by the caller */
+    uint64_t mask = (uint64_t)table->capacity - 1, index = string->hash & mask;
+    InternEntry *slot;
+    for (;; index = (index + 1) & mask) {
+        slot = &table->entries[index];
+        if (slot->used != 1) break;                   /* empty or tombstone */
+        if (rt_weak_get(slot->ref) == NULL) break;    /* dead: reuse it */
+    }
+    if (slot->used == 0) table->count++;
+    rt_store(&slot->ref, ref);
+    slot->hash = string->hash;
+    slot->used = 1;
 }

@@ -32,7 +32,7 @@ void vm_scan_roots(rt_visitor *v, void *ctx) {
     for (int i = 0; i < m->frame_count; i++) rt_visit(v, m->frames[i].closure);
     for (ObjUpvalue *up = m->open_upvalues; up != NULL; up = up->next) rt_visit(v, up);
     rt_visit(v, m->globals.entries);
-    rt_visit(v, m->strings.entries);  /* TODO(weak): drop once entries are weak handles */
+    rt_visit(v, m->strings.entries);  /* the slots keep the handles, not the strings */
     rt_visit(v, m->init_string);
 }
 
@@ -66,6 +66,21 @@ static Value clock_native(int arg_count, Value *args) {
     return NUMBER_VAL((double)clock() / CLOCKS_PER_SEC);
 }
 
+/* Debug natives (tests/lox/gc): a full collection, and the number of
+   interned strings still alive. */
+static Value gc_native(int arg_count, Value *args) {
+    (void)arg_count;
+    (void)args;
+    rt_gc();
+    return NIL_VAL;
+}
+
+static Value intern_count_native(int arg_count, Value *args) {
+    (void)arg_count;
+    (void)args;
+    return NUMBER_VAL((double)intern_live_count(&vm.strings));
+}
+
 static void define_native(const char *name, NativeFn function) {
     /* Both objects ride on the stack while the globals table may grow. */
     vm_push(OBJ_VAL(copy_string(name, (int)strlen(name))));
@@ -78,12 +93,14 @@ static void define_native(const char *name, NativeFn function) {
 void vm_init(void) {
     reset_stack();
     table_init(&vm.globals);
-    table_init(&vm.strings);
+    intern_init(&vm.strings);
     vm.init_string = NULL;
     /* Roots first: from the next line on, any allocation may collect. */
     gc_register_roots();
     vm.init_string = copy_string("init", 4);
     define_native("clock", clock_native);
+    define_native("__gc", gc_native);
+    define_native("__internCount", intern_count_native);
 }
 
 static inline Value peek(int distance) { return vm.stack_top[-1 - distance]; }

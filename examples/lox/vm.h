@@ -24,7 +24,7 @@ typedef struct {
     Value       stack[STACK_MAX];
     Value      *stack_top;
     Table       globals;
-    Table       strings;        /* the intern table (strong for now; see object.c) */
+    InternTable strings;        /* the intern table: weak handles (table.c) */
     ObjString  *init_string;
     ObjUpvalue *open_upvalues;  /* sorted by stack slot, highest first */
 } VM;
