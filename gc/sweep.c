@@ -176,7 +176,7 @@ void rt__sweep_begin_cycle(void) {
 void rt__sweep_pace(uint64_t heap_distance) {
     uint64_t d = heap_distance > ((uint64_t)1 << 20) ? heap_distance - ((uint64_t)1 << 20) : 0;
     if (d < RT_PAGE_SIZE) d = RT_PAGE_SIZE;
-    S.pages_per_byte = (double)rt__heap.pages_inuse_spans / (double)d;
+    S.pages_per_byte = (double)ld_relaxed(&rt__heap.pages_inuse_spans) / (double)d;
     S.pages_target_base = ld_relaxed(&rt__heap.heap_live);
 }
 

@@ -197,7 +197,7 @@ const rt_type *rt__object_type(rt_span *s, uintptr_t objbase, uintptr_t *datap) 
     if (rt__spanclass_size(s->hot.spanclass) == 0) return ld_acquire(&s->large_type);
     if (s->header_bits) {
         uintptr_t idx = rt__span_obj_index(s, objbase);
-        if (!(s->header_bits[idx / 8] & (1u << (idx % 8)))) return NULL;   /* heap bits */
+        if (!(ld_relaxed(&s->header_bits[idx / 8]) & (1u << (idx % 8)))) return NULL;   /* heap bits */
     }
     *datap = objbase + RT_HEADER_SIZE;
     return *(const rt_type **)objbase;
