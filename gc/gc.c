@@ -341,6 +341,7 @@ static void run_cycle(int kind) {
     st_relaxed(&rt__heap.heap_live, ct.marked);
     rt__pacer_commit(ct.marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
+    rt__scavenger_wake(rt__gc_goal);
     rt__sweep_begin_cycle();
     if (rt__cfg.gcstoptheworld >= 2) rt__sweep_finish();
     else rt__sweep_pace(rt__gc_trigger > ct.marked ? rt__gc_trigger - ct.marked : 0);
@@ -444,6 +445,7 @@ void rt__gc_init(void) {
     rt__specials_init();
     rt__markers_start(rt__cfg.maxprocs);
     rt__sweeper_start();
+    rt__scavenger_start();
     if (pthread_create(&C.driver, NULL, driver_main, NULL) != 0) rt__fatal("cannot create the collector thread");
     C.driver_running = true;
 }
@@ -457,6 +459,7 @@ void rt__gc_shutdown(void) {
     pthread_mutex_unlock(&rt__g.world_lock);
     if (C.driver_running) pthread_join(C.driver, NULL);
     C.driver_running = false;
+    rt__scavenger_stop();
     rt__sweeper_stop();
     rt__markers_stop();
     rt__work_destroy();

@@ -67,7 +67,7 @@ static uint64_t trigger_for(uint64_t goal, uint64_t marked) {
 void rt__pacer_commit(uint64_t marked) {
     pthread_mutex_lock(&pacer_lock);
     rt__pacer.heap_marked = marked;
-    rt__gc_goal = rt__pacer_goal(marked);
+    st_relaxed(&rt__gc_goal, rt__pacer_goal(marked));   /* read by the scavenger without the lock */
     rt__pacer.goal = rt__gc_goal;
     rt__pacer.trigger = trigger_for(rt__gc_goal, marked);
     st_relaxed(&rt__gc_trigger, rt__pacer.trigger);

@@ -25,10 +25,14 @@ static uint64_t mmap_calls, refusals;
 static int      use_dontneed = 1;
 static int      heap_thp = RT_THP_SYSTEM;
 static uint64_t alloc_bytes;
+static const char *first_refused;     /* kind of the first refused call, for tests */
+static size_t   first_refused_bytes;
 
 void rt__os_set_failmmap(uint64_t n) {
     __atomic_store_n(&mmap_calls, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&refusals, 0, __ATOMIC_RELAXED);
+    first_refused = NULL;
+    first_refused_bytes = 0;
     __atomic_store_n(&failmmap_at, n, __ATOMIC_RELEASE);
 }
 uint64_t rt__os_failmmap_refusals(void) { return __atomic_load_n(&refusals, __ATOMIC_RELAXED); }
@@ -38,12 +42,20 @@ int  rt__os_heap_thp(void) { return heap_thp; }
 uint64_t rt__os_alloc_bytes(void) { return __atomic_load_n(&alloc_bytes, __ATOMIC_RELAXED); }
 void rt__os_reset_stats(void) { __atomic_store_n(&alloc_bytes, 0, __ATOMIC_RELAXED); }
 
-static int injected_failure(void) {
+const char *rt__os_failmmap_first(size_t *bytes) {
+    if (bytes) *bytes = first_refused_bytes;
+    return first_refused;
+}
+
+static int injected_failure(const char *kind, size_t bytes) {
     uint64_t at = __atomic_load_n(&failmmap_at, __ATOMIC_ACQUIRE);
     if (at == 0) return 0;
     uint64_t n = __atomic_add_fetch(&mmap_calls, 1, __ATOMIC_RELAXED);
     if (n < at) return 0;
-    __atomic_add_fetch(&refusals, 1, __ATOMIC_RELAXED);
+    if (__atomic_add_fetch(&refusals, 1, __ATOMIC_RELAXED) == 1) {
+        first_refused = kind;
+        first_refused_bytes = bytes;
+    }
     return 1;
 }
 
@@ -59,14 +71,14 @@ static void *reserve(size_t bytes, size_t align) {
 }
 
 void *rt__os_reserve(size_t bytes, size_t align) {
-    if (injected_failure()) return NULL;
+    if (injected_failure("reserve", bytes)) return NULL;
     void *p = reserve(bytes, align);
     if (p) (void)madvise(p, bytes, MADV_NOHUGEPAGE);
     return p;
 }
 
 void *rt__os_reserve_heap(size_t bytes, size_t align) {
-    if (injected_failure()) return NULL;
+    if (injected_failure("reserve_heap", bytes)) return NULL;
     void *p = reserve(bytes, align);
     if (p && heap_thp != RT_THP_SYSTEM)
         (void)madvise(p, bytes, heap_thp == RT_THP_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
@@ -74,7 +86,7 @@ void *rt__os_reserve_heap(size_t bytes, size_t align) {
 }
 
 int rt__os_commit(void *p, size_t bytes) {
-    if (injected_failure()) return -1;
+    if (injected_failure("commit", bytes)) return -1;
     return mprotect(p, bytes, PROT_READ | PROT_WRITE) == 0 ? 0 : -1;
 }
 
@@ -93,7 +105,7 @@ int rt__os_release(void *p, size_t bytes) {
 void rt__os_unreserve(void *p, size_t bytes) { munmap(p, bytes); }
 
 void *rt__os_alloc(size_t bytes) {
-    if (injected_failure()) return NULL;
+    if (injected_failure("alloc", bytes)) return NULL;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     (void)madvise(p, bytes, MADV_NOHUGEPAGE);

@@ -40,8 +40,10 @@ size_t   rt__os_pagesize(void);
    rt__os_commit, rt__os_alloc) fail, counted from this call.  0 disables.
    rt__os_release is never failed on purpose. */
 void rt__os_set_failmmap(uint64_t n);
-/* Calls refused by failmmap so far (tests). */
-uint64_t rt__os_failmmap_refusals(void);
+/* Calls refused by failmmap so far, and the kind ("reserve", "reserve_heap",
+   "commit", "alloc") and size of the first one (tests). */
+uint64_t    rt__os_failmmap_refusals(void);
+const char *rt__os_failmmap_first(size_t *bytes);
 /* madvise flavour for rt__os_release: 1 = MADV_DONTNEED (default), 0 = MADV_FREE. */
 void rt__os_set_madvdontneed(int on);
 

@@ -23,9 +23,10 @@
  *   - the memory-limit goal: rt__mapped_ready() <= 95% of RTMEMLIMIT.
  * The thread runs while either is unmet and there is something to release.
  *
- * Pacing: about 1% of one CPU.  The thread works in runs of up to 512 KiB
- * until it has used at least 1 ms of CPU (its own thread clock, wake-up
- * cost included) or the goals are met, then sleeps 99 times what it used.
+ * Pacing: about 1% of one CPU.  The thread releases runs of up to a chunk
+ * (4 MiB) until it has used at least 1 ms of CPU (its own thread clock,
+ * wake-up cost included) or the goals are met, then sleeps 99 times what
+ * it used.  (Go budgets 1% of all GOMAXPROCS CPUs.)
  * The background walk skips chunks at least 96.875% in use (they will be
  * reused) and parks when it finds nothing to release, until the next wake
  * or the next span freed while a goal is unmet.
@@ -46,7 +47,7 @@
 
 #define PERCENT        1                       /* of one CPU */
 #define MIN_WORK_NS    1000000ull              /* work at least this much per round */
-#define BG_RUN_BYTES   ((uint64_t)512 << 10)   /* background madvise size */
+#define BG_RUN_BYTES   ((uint64_t)RT_CHUNK_BYTES)  /* background madvise size: up to a chunk */
 #define RETAIN_EXTRA   10                      /* percent over the GOGC-based goal */
 #define LIMIT_PERCENT  95                      /* background goal under a memory limit */
 #define NO_GOAL        UINT64_MAX
@@ -230,8 +231,8 @@ void rt__scavenger_stop(void) {
 void rt__scavenger_on_free(void) {
     if (!ld_relaxed(&SC.want_nudge)) return;
     pthread_mutex_lock(&SC.lock);
-    if (SC.want_nudge) {
-        SC.want_nudge = 0;
+    if (ld_relaxed(&SC.want_nudge)) {
+        st_relaxed(&SC.want_nudge, 0);
         SC.kick++;
         pthread_cond_broadcast(&SC.cond);
     }
@@ -277,14 +278,15 @@ void rt__scavenger_wake(uint64_t heap_goal) {
 
 void rt__scavenger_reset(void) {
     pthread_mutex_lock(&SC.lock);
-    SC.gc_goal = NO_GOAL;
+    st_relaxed(&SC.gc_goal, NO_GOAL);
     SC.have_last = false;
     SC.last_inuse = SC.last_heap_goal = 0;
     SC.idle_kick = SC.kick;
-    SC.want_nudge = 0;
-    SC.rel_bg = SC.rel_eager = SC.rel_forced = 0;
-    SC.trace_bg = SC.trace_eager = 0;
-    SC.work_ns = SC.rounds = SC.wakes = 0;
+    st_relaxed(&SC.want_nudge, 0);
+    uint64_t *counters[] = { &SC.rel_bg, &SC.rel_eager, &SC.rel_forced, &SC.trace_bg, &SC.trace_eager,
+                             &SC.work_ns, &SC.rounds };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) st_relaxed(counters[i], 0);
+    SC.wakes = 0;
     SC.cpu_at_stop = 0;
     pthread_mutex_unlock(&SC.lock);
 }
@@ -309,7 +311,12 @@ void rt__scavenger_read_stats(rt_scav_stats *out) {
 void rt_free_os_memory(void) {
     if (!rt__g.initialized) rt__misuse("rt_free_os_memory", "rtgc is not initialized; call rt_init() first");
     rt_gc();
+    /* madvise of a large heap takes a while and touches no object: hand
+       the P back meanwhile so a stop-the-world need not wait for it. */
+    bool held = rt__tls_mcache != NULL;
+    if (held) rt_enter_blocking();
     uint64_t n = scavenge_run(UINT64_MAX, true, RT_CHUNK_BYTES);
+    if (held) rt_exit_blocking();
     add_relaxed(&SC.rel_forced, n);
     if (rt__cfg.scavtrace) trace_line(0, n, true);
 }
