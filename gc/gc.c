@@ -328,9 +328,7 @@ static void run_cycle(int kind) {
     st_relaxed(&rt__gc_phase, RT_PHASE_OFF);
     __atomic_fetch_and(&rt__flags.word, ~(RT__FLAG_WB | RT__FLAG_SLOWALLOC), __ATOMIC_SEQ_CST);
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
-    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) rt__mcache_release_all(&p->mcache);
-    void rt__procs_flush_and_retire(void);
-    rt__procs_flush_and_retire();
+    rt__procs_flush_and_retire();   /* hands every P's cached spans back, retires idle extras */
     ct.marked = rt__markstats.bytes_marked;
     rt__pacer.scan_work = rt__markstats.scan_work;   /* the exact total, for cons/mark */
     rt__pacer.last_heap_scan = rt__markstats.scan_work;
@@ -441,7 +439,6 @@ void rt__gc_init(void) {
     memset(&rt__pacer, 0, sizeof rt__pacer);
     rt__pacer_commit(0);
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_RELAXED);
-    rt__work_init();
     rt__specials_init();
     rt__markers_start(rt__cfg.maxprocs);
     rt__sweeper_start();

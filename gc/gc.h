@@ -13,7 +13,6 @@
  * the start of a 128 KiB "oblet" inside one. */
 #define RT_OBLET_BYTES   ((uintptr_t)128 << 10)
 
-void        rt__work_init(void);
 void        rt__work_destroy(void);
 /* Start a drain by nmarkers workers.  With the world stopped (stw), the
    drain ends when every worker is waiting and the global list is empty.
@@ -30,7 +29,6 @@ bool        rt__gcwork_empty(const rt_gcwork *w);
 bool        rt__work_global_empty(void);
 void        rt__work_pause_begin(void);         /* a fractional worker sleeping counts as waiting */
 void        rt__work_pause_end(void);
-uint64_t    rt__work_flushed(void);             /* count of buffers published so far */
 
 /* ---- marking (gc/mark.c) ----------------------------------------------------- */
 struct rt_visitor {

@@ -211,18 +211,21 @@ void rt__object_edges(uintptr_t base, rt_visitor *v) {
 
 #define CREDIT_SLACK 2000   /* Go's gcCreditSlack: publish scan work in batches */
 
+/* Publish a worker's scan work in batches: assists may claim it as credit. */
+static inline void publish_credit(rt_gcwork *w) {
+    if (RT_LIKELY(w->scan_work - w->credited < CREDIT_SLACK)) return;
+    int64_t d = (int64_t)(w->scan_work - w->credited);
+    w->credited = w->scan_work;
+    if (ld_relaxed(&rt__gc_phase) != RT_PHASE_MARK) return;
+    add_relaxed(&rt__pacer.bg_credit, d);
+    add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
+}
+
 void rt__drain(rt_gcwork *w) {
     uintptr_t item;
     while ((item = rt__gcwork_get(w)) != 0) {
         scan_item(w, item);
-        if (RT_UNLIKELY(w->scan_work - w->credited >= CREDIT_SLACK)) {
-            int64_t d = (int64_t)(w->scan_work - w->credited);
-            w->credited = w->scan_work;
-            if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) {
-                add_relaxed(&rt__pacer.bg_credit, d);     /* assists may claim it */
-                add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
-            }
-        }
+        publish_credit(w);
     }
 }
 
@@ -276,12 +279,7 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role) {
         if (!item) return;
         scan_item(w, item);
         for (int i = 0; i < 64 && (item = rt__gcwork_tryget(w)) != 0; i++) scan_item(w, item);
-        if (w->scan_work - w->credited >= CREDIT_SLACK) {
-            int64_t d = (int64_t)(w->scan_work - w->credited);
-            w->credited = w->scan_work;
-            add_relaxed(&rt__pacer.bg_credit, d);
-            add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
-        }
+        publish_credit(w);
         uint64_t nap = 0;
         if (role == ROLE_FRACTIONAL) {
             uint64_t used = rt__cputime_thread() - c0, wall = rt__nanotime() - M.job_start_ns;

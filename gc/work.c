@@ -24,7 +24,6 @@ static struct {
     pthread_cond_t  quiet;        /* the driver waits here for quiescence */
     rt_workbuf     *full, *empty;
     size_t          nfull;
-    uint64_t        flushed;      /* buffers ever published */
     int             nmarkers, nwaiting;
     bool            stw, done;
 } G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .quiet = PTHREAD_COND_INITIALIZER };
@@ -53,8 +52,6 @@ static rt_workbuf *buf_new_locked(void) {
     b->next = NULL;
     return b;
 }
-
-void rt__work_init(void) {}
 
 void rt__work_destroy(void) {
     while (chunks) {
@@ -121,14 +118,12 @@ void rt__work_pause_end(void) {
 }
 
 bool rt__work_global_empty(void) { return ld_relaxed(&G.full) == NULL; }
-uint64_t rt__work_flushed(void) { return ld_relaxed(&G.flushed); }
 
 static void push_full(rt_workbuf *b) {
     pthread_mutex_lock(&G.lock);
     b->next = G.full;
     st_relaxed(&G.full, b);   /* read without the lock by tryget */
     G.nfull++;
-    add_relaxed(&G.flushed, 1);   /* read without the lock */
     if (G.nwaiting) pthread_cond_signal(&G.cond);
     pthread_mutex_unlock(&G.lock);
 }

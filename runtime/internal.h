@@ -290,6 +290,7 @@ extern rt_global rt__g;
 
 /* Stop every other attached thread at a safepoint (runtime/proc.c). The
    caller must hold a P or be unattached (rt_shutdown). */
+void rt__procs_flush_and_retire(void);   /* world stopped: release every mcache, retire idle Ps */
 void rt__stop_the_world(const char *why);
 void rt__start_the_world(void);
 /* Park the calling thread if a stop is pending (safepoint slow path). */
