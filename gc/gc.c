@@ -167,11 +167,20 @@ void rt__gc_answer_flush(rt_p *p) {
     }
 }
 
+/* Charge assist time since *since to this cycle and to the limiter. */
+static void assist_account(uint64_t *since) {
+    uint64_t now = rt__nanotime();
+    add_relaxed(&C.assist_ns, now - *since);
+    add_relaxed(&rt__assist_total_ns, now - *since);
+    *since = now;
+}
+
 void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
     rt_thread *t = rt__tls_thread;
     rt__gc_answer_flush(p);
     t->assist_credit -= (int64_t)bytes;
-    if (t->assist_credit >= 0) return;
+    /* Over its CPU budget the collector lets the debt stand (gc/limiter.c). */
+    if (t->assist_credit >= 0 || ld_relaxed(&rt__gc_limiting)) return;
     rt__pacer_revise();   /* the ratio follows heap_live, which moved since */
     /* Pay the debt in scan work: first from the workers' unclaimed credit. */
     double wpb, bpw;
@@ -196,7 +205,8 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
        frontier): park until they earn credit, as Go's gcParkAssist, so a
        fast allocator cannot outrun the mark.  Parked at a safepoint: a
        stop of the world (mark termination) ends the wait. */
-    while (t->assist_credit < 0 && ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) {
+    while (t->assist_credit < 0 && ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !ld_relaxed(&rt__gc_limiting)) {
+        assist_account(&t0);   /* parked time counts, so the limiter sees a stall as it happens */
         rt__park_if_stopping();
         int64_t need = (int64_t)(-t->assist_credit * wpb) + 1;
         bg = ld_relaxed(&rt__pacer.bg_credit);
@@ -216,7 +226,7 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
         struct timespec ts = { 0, 20000 };
         nanosleep(&ts, NULL);
     }
-    add_relaxed(&C.assist_ns, rt__nanotime() - t0);
+    assist_account(&t0);
     rt__pacer_revise();
 }
 
@@ -272,6 +282,7 @@ static void run_cycle(int kind) {
     rt__sweep_finish();
 
     /* 2. Mark start. */
+    rt__limiter_update(rt__nanotime(), 0, false);
     rt__stop_the_world("gc mark start");
     ct.t0 = rt__nanotime();
     ct.heap0 = ld_relaxed(&rt__heap.heap_live);
@@ -295,6 +306,7 @@ static void run_cycle(int kind) {
         rt__markers_concurrent_begin();
         ct.t1 = rt__nanotime();
         rt__start_the_world();
+        rt__limiter_update(ct.t1, ct.t1 - ct.t0, false);
         /* Special records and queued finalizers/cleanups are roots too,
            scanned now with the world running (gc/specials.c: why it is safe). */
         rt_gcwork sp = { 0 };
@@ -307,7 +319,8 @@ static void run_cycle(int kind) {
            needs the workers to run dry first, and the barrier only adds
            objects that were live at mark start, so this ends. */
         do {
-            while (!rt__work_wait_quiescent(10000000)) {}
+            while (!rt__work_wait_quiescent(10000000)) rt__limiter_update(rt__nanotime(), 0, true);
+            rt__limiter_update(rt__nanotime(), 0, true);
         } while (ragged_flush());
         rt__markers_concurrent_end();
         rt__stop_the_world("gc mark termination");
@@ -356,12 +369,20 @@ static void run_cycle(int kind) {
     C.gc_cpu_ns += pause * (uint64_t)stw_procs() + C.assist_ns + rt__markstats.dedicated_ns +
                    rt__markstats.fractional_ns;
     rt__start_the_world();
+    rt__limiter_update(rt__nanotime(), concurrent ? ct.t3 - ct.t2 : ct.t3 - ct.t0, false);
     rt__sweeper_wake();
     if (rt__cfg.gctrace) trace_line(&ct, kind);
     if (rt__cfg.gctrace > 1)   /* like GODEBUG=gcpacertrace=1 */
         fprintf(stderr, "pacer: scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
                 (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,
                 (unsigned long long)rt__pacer.goal, (unsigned long long)rt__pacer.trigger);
+    if (rt__cfg.gctrace > 1) {
+        rt_limiter_stats ls;
+        rt__limiter_stats(&ls);
+        fprintf(stderr, "limiter: bucket %.0f%% full%s, limited %.1f ms in all, %llu times\n",
+                100.0 * (double)ls.fill_ns / (double)ls.capacity_ns, ls.limiting ? " (limiting)" : "",
+                (double)ls.limited_ns / 1e6, (unsigned long long)ls.enabled_count);
+    }
 }
 
 static void *driver_main(void *arg) {
@@ -438,6 +459,7 @@ void rt__gc_init(void) {
     rt__gc_phase = RT_PHASE_OFF;
     memset(&rt__pacer, 0, sizeof rt__pacer);
     rt__pacer_commit(0);
+    rt__limiter_reset(rt__nanotime());
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_RELAXED);
     rt__specials_init();
     rt__markers_start(rt__cfg.maxprocs);

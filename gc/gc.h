@@ -1,7 +1,7 @@
 /* gc/gc.h -- internals shared by the collector's files: work buffers
  * (gc/work.c), scanning and mark workers (gc/mark.c), the write barrier
  * (gc/barrier.c), roots (gc/roots.c), sweeping (gc/sweep.c), pacing
- * (gc/pacer.c), checkmark (gc/checkmark.c), verification (gc/verify.c)
+ * (gc/pacer.c), the CPU limiter (gc/limiter.c), checkmark (gc/checkmark.c), verification (gc/verify.c)
  * and the cycle driver (gc/gc.c). */
 #ifndef RT_GC_H
 #define RT_GC_H
@@ -102,6 +102,21 @@ void     rt__pacer_start_cycle(void);
 void     rt__pacer_revise(void);
 void     rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns);
 extern uint64_t rt__gc_goal;
+
+/* ---- the GC CPU limiter (gc/limiter.c) ----------------------------------------------
+ * Driven by the cycle driver only; assists and the scavenger read
+ * rt__gc_limiting (runtime/internal.h). */
+extern uint64_t rt__assist_total_ns;             /* every assist ever, atomic */
+void rt__limiter_reset(uint64_t now);
+/* Account the time since the last update: stw_ns of it with the world
+   stopped, the rest concurrent marking (marking) or not. */
+void rt__limiter_update(uint64_t now, uint64_t stw_ns, bool marking);
+bool rt__limiter_accumulate(uint64_t gc_ns, uint64_t mutator_ns);
+typedef struct rt_limiter_stats {
+    uint64_t fill_ns, capacity_ns, overflow_ns, limited_ns, enabled_count;
+    bool     limiting;
+} rt_limiter_stats;
+void rt__limiter_stats(rt_limiter_stats *out);
 
 /* ---- checkmark and verification ---------------------------------------------------- */
 void rt__checkmark(void);                      /* world stopped, after a concurrent mark */

@@ -313,6 +313,8 @@ extern volatile int rt__gc_phase;
 void rt__gc_alloc_black(rt_span *s, uintptr_t slot);
 void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes);
 void rt__sweep_credit(uint64_t bytes);         /* proportional sweep (gc/sweep.c) */
+/* The GC CPU limiter is on: the collector is over its CPU budget (gc/limiter.c). */
+extern int rt__gc_limiting;
 
 /* Type helpers (runtime/types.c). */
 void rt__types_free_all(void);

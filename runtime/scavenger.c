@@ -35,9 +35,9 @@
  * had been released, before they are touched, the allocating thread
  * releases other free pages if mapped-ready memory now exceeds the limit
  * (all chunks, however dense), and if the heap had to grow while retained
- * memory is over the GOGC goal (up to the bytes just taken).  The GC CPU
- * limiter, which in Go turns the first off while the collector is over
- * its CPU budget, is not here yet.
+ * memory is over the GOGC goal (up to the bytes just taken).  While the
+ * GC CPU limiter is on (gc/limiter.c) the first is skipped, as in Go: the
+ * program is already over its CPU budget for the limit.
  *
  * Locks: the scavenger's lock is never held while calling into mheap. */
 #include "internal.h"
@@ -121,7 +121,8 @@ uint64_t rt__scavenge(uint64_t bytes, bool force) {
 void rt__scavenge_on_alloc(uint64_t new_bytes, bool grew) {
     uint64_t todo = 0, l = limit_bytes();
     bool force = false;
-    if (l != NO_GOAL) {
+    /* Over its CPU budget the runtime stops paying for the limit, as Go. */
+    if (l != NO_GOAL && !ld_relaxed(&rt__gc_limiting)) {
         uint64_t m = rt__mapped_ready();        /* already counts the new pages */
         if (m > l) { todo = m - l; force = true; }
     }

@@ -451,8 +451,9 @@ static void *lim_live[4096];
 Test(scavenge, live_heap_near_the_limit_keeps_retained_memory_under_it, .timeout = 120) {
     start(100, (int64_t)LIMIT, NULL, true);
     rt_root *r = rt_root_add_range(lim_live, sizeof lim_live, RT_ROOT_PRECISE);
-    unsigned seed = (unsigned)time(NULL);
-    fprintf(stderr, "scavenge: memory limit test seed %u\n", seed);
+    const char *e = getenv("RT_SEED");
+    unsigned seed = e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)time(NULL);
+    fprintf(stderr, "scavenge: memory limit test seed %u (replay with RT_SEED=%u)\n", seed, seed);
     srand(seed);
     uint64_t live = 0, worst = 0, worst_mapped = 0, worst_any = 0;
     int nlive = 0, steps = 0;

@@ -4,11 +4,23 @@
 Criterion binaries report "Synthesis: Tested: N | Passing: N | Failing: N |
 Crashing: N"; runner scripts report "N passed, N failed".  A test whose
 output has neither counts as one case, passed or failed by meson's result.
-Prints "P passed, F failed"."""
+Prints "P passed, F failed" on stdout; on stderr, for every failing test,
+the lines of its output that say why (CI shows only this script's output,
+not meson's logs)."""
 import json, re, sys
 
 synth = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
 plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
+why = re.compile(r"^\[(----|FAIL|ERR)\]|Sanitizer|runtime error|rtgc: |Assertion|Abort|Segmentation")
+
+def explain(t, out):
+    lines = [l for l in out.splitlines() if why.search(l)]
+    print(f"-- {t.get('name')}: {t.get('result')}", file=sys.stderr)
+    for l in lines[:40]:
+        print("   " + l[:300], file=sys.stderr)
+    if len(lines) > 40:
+        print(f"   ... {len(lines) - 40} more", file=sys.stderr)
+
 passed = failed = 0
 try:
     lines = open(sys.argv[1]).read().splitlines()
@@ -31,6 +43,8 @@ for line in lines:
         tp, tf = (1, 0) if ok else (0, 1)
     if not ok and tf == 0:
         tf = 1  # failed at the meson level (timeout, crash after reporting)
+    if not ok or tf:
+        explain(t, out)
     passed += tp
     failed += tf
 print(f"{passed} passed, {failed} failed")

@@ -1,0 +1,174 @@
+/* tests/test_limiter.c -- the GC CPU limiter (issue 7, gc/limiter.c):
+ *   - the bucket: fills only while GC takes over half the CPU, limits
+ *     exactly when full, stops at the first drain, never leaves [0, cap];
+ *   - a live heap well over RTMEMLIMIT (the death-spiral setting: back to
+ *     back cycles, every allocation in debt): the limiter engages, GC CPU
+ *     stays near half, the mutator keeps allocating, and the heap stays
+ *     correct (the live list is walked and checked at the end);
+ *   - with no limit and a normal heap it never engages.
+ * The spiral test's numbers are printed; its seed is the clock, or RT_SEED. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gc.h"
+
+#define MiB ((uint64_t)1 << 20)
+
+static void start(int pct, int64_t limit) {
+    unsetenv("RTGC");
+    unsetenv("RTDEBUG");
+    unsetenv("RTMEMLIMIT");
+    rt_options o = { .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                     .debug = "verify=0" };   /* the debug build's verifier would count as GC time */
+    cr_assert_eq(rt_init(&o), RT_OK);
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+}
+
+Test(limiter, bucket_fills_only_over_half_and_limits_when_full) {
+    start(100, 0);
+    rt_limiter_stats s;
+    rt__limiter_stats(&s);
+    uint64_t cap = s.capacity_ns;
+    cr_assert_geq(cap, 1000000000ull, "capacity is 1 s per proc");
+    cr_assert_eq(s.fill_ns, 0);
+    /* Exactly half: no change. */
+    cr_assert_not(rt__limiter_accumulate(5000000, 5000000));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.fill_ns, 0);
+    /* 75% GC for a while: fills by the difference, not limiting yet. */
+    cr_assert_not(rt__limiter_accumulate(cap / 4 * 3 / 2, cap / 4 / 2));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.fill_ns, cap / 4 * 3 / 2 - cap / 4 / 2);
+    /* Over the top: full, limiting, the excess counted as overflow. */
+    cr_assert(rt__limiter_accumulate(cap, 0));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.fill_ns, cap);
+    cr_assert(s.limiting);
+    cr_assert_eq(s.enabled_count, 1);
+    cr_assert_gt(s.overflow_ns, 0);
+    /* Still full after a balanced window: stays limited. */
+    cr_assert(rt__limiter_accumulate(1000, 1000));
+    /* A drain of under 5% of the capacity keeps it on, refilling too... */
+    cr_assert(rt__limiter_accumulate(0, cap / 100 * 4));
+    cr_assert(rt__limiter_accumulate(cap / 100, 0));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.fill_ns, cap - cap / 100 * 3);
+    cr_assert_eq(s.enabled_count, 1);
+    /* ...past 5% it ends, and a small refill does not restart it. */
+    cr_assert_not(rt__limiter_accumulate(0, cap / 100 * 3));
+    cr_assert_not(rt__limiter_accumulate(cap / 100, 0));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.fill_ns, cap - cap / 100 * 5);
+    cr_assert_not(s.limiting);
+    /* Full again: on again. */
+    cr_assert(rt__limiter_accumulate(cap, 0));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.enabled_count, 2);
+    /* Drains to zero and no further. */
+    cr_assert_not(rt__limiter_accumulate(0, 3 * cap));
+    rt__limiter_stats(&s);
+    cr_assert_eq(s.fill_ns, 0);
+    rt__limiter_reset(rt__nanotime());
+    rt_shutdown();
+}
+
+/* A list node with one traced pointer and a checksum of its index. */
+typedef struct node { struct node *next; uint64_t id, check; char pad[40]; } node;
+static const size_t next_off[] = { 0 };
+
+static node *head;
+static uint64_t churn(const rt_type *t, double seconds, uint64_t *allocs) {
+    uint64_t t0 = rt__nanotime(), n = 0;
+    while ((double)(rt__nanotime() - t0) < seconds * 1e9) {
+        for (int i = 0; i < 1000; i++) {
+            node *g = rt_alloc(sizeof(node), t);    /* garbage, linked to make the mark work */
+            g->id = n++;
+            rt_store(&g->next, head);
+        }
+    }
+    *allocs = n;
+    return rt__nanotime() - t0;
+}
+
+Test(limiter, a_live_heap_over_the_memory_limit_does_not_spiral, .timeout = 120) {
+    const char *e = getenv("RT_SEED");
+    unsigned seed = e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)time(NULL);
+    fprintf(stderr, "limiter: seed %u (replay with RT_SEED=%u)\n", seed, seed);
+    /* 96 MiB of live linked nodes under a 48 MiB limit: the goal is pinned
+       at the live heap, so cycles run back to back and every allocation
+       owes assist work. */
+    start(100, (int64_t)(48 * MiB));
+    const rt_type *t = rt_type_layout("limiter.node", sizeof(node), next_off, 1);
+    rt_root *r = rt_root_add(&head);
+    uint64_t nlive = 96 * MiB / sizeof(node);
+    for (uint64_t i = 0; i < nlive; i++) {
+        node *n = rt_alloc(sizeof(node), t);
+        n->id = i;
+        n->check = i * 0x9e3779b97f4a7c15ull ^ seed;
+        rt_store(&n->next, head);
+        head = n;
+    }
+    /* The bucket holds 1 s per proc: first run long enough to fill it,
+       then measure the steady state. */
+    uint64_t allocs;
+    churn(t, 2.5, &allocs);
+    rt_mem_stats m0;
+    rt_read_mem_stats(&m0);
+    rt_limiter_stats l0, l1;
+    rt__limiter_stats(&l0);
+    uint64_t gc0 = m0.num_gc;
+    uint64_t wall = churn(t, 3.0, &allocs);
+    rt_mem_stats m1;
+    rt_read_mem_stats(&m1);
+    rt__limiter_stats(&l1);
+    /* GC CPU over the churn alone, from the two cumulative fractions. */
+    double procs = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
+    double e0 = (double)(rt__nanotime() - rt__g.init_ns - wall);
+    double gc_ns = m1.gc_cpu_fraction * (e0 + (double)wall) * procs - m0.gc_cpu_fraction * e0 * procs;
+    double share = gc_ns / ((double)wall * procs);
+    fprintf(stderr, "limiter: %llu cycles in %.2f s, %llu allocations (%.0f ns each), GC CPU %.0f%% of %g procs; "
+            "limited %.0f ms, engaged %llu times, bucket %.0f%%, heap %llu MiB\n",
+            (unsigned long long)(m1.num_gc - gc0), (double)wall / 1e9, (unsigned long long)allocs,
+            (double)wall / (double)allocs, 100 * share, procs, (double)(l1.limited_ns - l0.limited_ns) / 1e6,
+            (unsigned long long)(l1.enabled_count - l0.enabled_count), 100.0 * (double)l1.fill_ns / (double)l1.capacity_ns,
+            (unsigned long long)(m1.heap_alloc / MiB));
+    cr_assert_gt(m1.num_gc - gc0, 2, "cycles ran back to back");
+    cr_assert_gt(l1.limited_ns, l0.limited_ns, "the limiter engaged");
+    cr_assert_leq(share, 0.60, "GC took %.0f%% of the CPU", 100 * share);
+    /* Nothing live was lost: every node from the build is still on the list, intact. */
+    uint64_t seen = 0;
+    for (node *n = head; n; n = n->next) {
+        cr_assert_eq(n->check, n->id * 0x9e3779b97f4a7c15ull ^ seed, "node %llu corrupted", (unsigned long long)n->id);
+        seen++;
+    }
+    cr_assert_eq(seen, nlive);
+    rt_root_remove(r);
+    head = NULL;
+    rt_shutdown();
+}
+
+Test(limiter, never_engages_under_a_normal_load) {
+    start(100, 0);
+    const rt_type *t = rt_type_layout("limiter.node", sizeof(node), next_off, 1);
+    rt_root *r = rt_root_add(&head);
+    for (int i = 0; i < 100000; i++) {
+        node *n = rt_alloc(sizeof(node), t);
+        rt_store(&n->next, head);
+        head = n;
+    }
+    uint64_t allocs;
+    rt_mem_stats m0, m1;
+    rt_read_mem_stats(&m0);
+    churn(t, 1.0, &allocs);
+    rt_read_mem_stats(&m1);
+    rt_limiter_stats l;
+    rt__limiter_stats(&l);
+    cr_assert_gt(m1.num_gc, m0.num_gc, "collections ran");
+    cr_assert_eq(l.enabled_count, 0, "limited %.1f ms", (double)l.limited_ns / 1e6);
+    rt_root_remove(r);
+    head = NULL;
+    rt_shutdown();
+}
