@@ -53,6 +53,7 @@ static struct {
     uint64_t  pause_ns[256];
     uint64_t  gc_cpu_ns;
     uint64_t  assist_ns;          /* this cycle, atomic */
+    uint64_t  requested_ns, requested_heap;   /* when and at what heap_live this cycle was asked for */
 } C;
 
 static int stw_procs(void) {
@@ -79,6 +80,8 @@ static void request_locked(int kind) {
     if (C.active) return;
     C.active = true;
     C.kind = kind;
+    C.requested_ns = rt__nanotime();
+    C.requested_heap = ld_relaxed(&rt__heap.heap_live);
     pthread_cond_signal(&C.driver_cond);
 }
 
@@ -110,6 +113,7 @@ static double cpu_fraction(void) {
 }
 
 typedef struct cycle_times {
+    uint64_t tsweep;              /* sweep termination done */
     uint64_t t0, t1, t2, t3;      /* stop 1, restart 1, stop 2, restart 2 */
     uint64_t heap0, heap1, marked, goal;
 } cycle_times;
@@ -280,6 +284,7 @@ static void run_cycle(int kind) {
 
     /* 1. Sweep termination. */
     rt__sweep_finish();
+    ct.tsweep = rt__nanotime();
 
     /* 2. Mark start. */
     rt__limiter_update(rt__nanotime(), 0, false);
@@ -373,7 +378,10 @@ static void run_cycle(int kind) {
     rt__sweeper_wake();
     if (rt__cfg.gctrace) trace_line(&ct, kind);
     if (rt__cfg.gctrace > 1)   /* like GODEBUG=gcpacertrace=1 */
-        fprintf(stderr, "pacer: scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
+        fprintf(stderr, "pacer: requested at %llu B, mark start %.3g ms later (sweep termination %.3g ms) at %llu B; "
+                "scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
+                (unsigned long long)C.requested_heap, (double)(ct.t0 - C.requested_ns) / 1e6,
+                (double)(ct.tsweep - C.requested_ns) / 1e6, (unsigned long long)ct.heap0,
                 (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,
                 (unsigned long long)rt__pacer.goal, (unsigned long long)rt__pacer.trigger);
     if (rt__cfg.gctrace > 1) {
@@ -416,6 +424,14 @@ void rt__gc_maybe_start(void) {
         WAIT_AS_STOPPED(C.completed >= want);
     } else if (!C.active && ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) {
         request_locked(GC_HEAP);
+        /* Go's gcStart runs sweep termination and the first stop on the
+           allocating goroutine.  Here the driver thread does, so wait for
+           it to pass mark start: otherwise the heap keeps growing while the
+           driver is woken and finishes the sweep (measured: 11 MB past a
+           20 MB trigger in binary-trees), the mark starts over its goal and
+           the assists stall this thread for the whole mark instead. */
+        uint64_t started = C.started;
+        WAIT_AS_STOPPED(C.started > started || !C.active);
     }
     st_relaxed(&rt__gc_pending, 0);
     pthread_mutex_unlock(&rt__g.world_lock);

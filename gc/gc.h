@@ -107,6 +107,7 @@ extern uint64_t rt__gc_goal;
  * Driven by the cycle driver only; assists and the scavenger read
  * rt__gc_limiting (runtime/internal.h). */
 extern uint64_t rt__assist_total_ns;             /* every assist ever, atomic */
+extern bool     rt__limiter_enabled;             /* tests: false never limits */
 void rt__limiter_reset(uint64_t now);
 /* Account the time since the last update: stw_ns of it with the world
    stopped, the rest concurrent marking (marking) or not. */

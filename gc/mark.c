@@ -269,23 +269,39 @@ static bool cpus_busy(void) {
     return busy >= rt__ncpu_cached;
 }
 
+/* Go's drainCheckThreshold: scan work between looks at the clock. */
+#define DRAIN_CHECK_WORK 100000
+
 /* Fractional and idle workers mark in slices and, when they must yield
    (over their CPU share, or no idle CPU), publish their buffers first and
    sleep counted as waiting, so they never hide work or hold up the end of
-   the mark. */
-static void drain_sliced(rt_gcwork *w, uint64_t c0, int role) {
+   the mark.  A fractional worker over its share keeps going while its CPU
+   would otherwise be idle (Go runs an idle worker on that P); the CPU of
+   those slices is returned in *idle_ns. */
+static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns) {
+    uint64_t last = c0;
+    bool on_idle_cpu = false;   /* the slice since `last` was idle-priority work */
     for (;;) {
         uintptr_t item = rt__gcwork_get(w);
         if (!item) return;
+        uint64_t start = w->scan_work;
         scan_item(w, item);
-        for (int i = 0; i < 64 && (item = rt__gcwork_tryget(w)) != 0; i++) scan_item(w, item);
+        while (w->scan_work - start < DRAIN_CHECK_WORK && (item = rt__gcwork_tryget(w)) != 0) scan_item(w, item);
         publish_credit(w);
         uint64_t nap = 0;
         if (role == ROLE_FRACTIONAL) {
-            uint64_t used = rt__cputime_thread() - c0, wall = rt__nanotime() - M.job_start_ns;
+            uint64_t now = rt__cputime_thread();
+            if (on_idle_cpu) *idle_ns += now - last;
+            last = now;
+            on_idle_cpu = false;
+            uint64_t used = now - c0 - *idle_ns, wall = rt__nanotime() - M.job_start_ns;
             if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
-                nap = (uint64_t)((double)used / M.fractional_cpu) - wall;
-                if (nap > 2000000) nap = 2000000;
+                if (ld_relaxed(&rt__g.p_running) + M.dedicated < rt__ncpu_cached) {
+                    on_idle_cpu = true;
+                } else {
+                    nap = (uint64_t)((double)used / M.fractional_cpu) - wall;
+                    if (nap > 2000000) nap = 2000000;
+                }
             }
         } else if (cpus_busy()) {
             nap = 500000;
@@ -311,9 +327,9 @@ static void *worker_main(void *arg) {
         if (!rt__work_join()) continue;   /* that drain ended before this worker ran */
         M.in_job++;
         pthread_mutex_unlock(&M.lock);
-        uint64_t c0 = rt__cputime_thread();
+        uint64_t c0 = rt__cputime_thread(), idle = 0;
         rt_gcwork w = { .id = id + 1 };
-        if (job == JOB_CONCURRENT && M.roles[id] != ROLE_DEDICATED) drain_sliced(&w, c0, M.roles[id]);
+        if (job == JOB_CONCURRENT && M.roles[id] != ROLE_DEDICATED) drain_sliced(&w, c0, M.roles[id], &idle);
         else rt__drain(&w);
         rt__gcwork_dispose(&w);
         rt__markstats_add(&w);
@@ -321,7 +337,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&stats_lock);
         if (job == JOB_STW) rt__markstats.stw_ns += cpu;
         else if (M.roles[id] == ROLE_DEDICATED) rt__markstats.dedicated_ns += cpu;
-        else if (M.roles[id] == ROLE_FRACTIONAL) rt__markstats.fractional_ns += cpu;
+        else if (M.roles[id] == ROLE_FRACTIONAL) rt__markstats.fractional_ns += cpu - idle, rt__markstats.idle_ns += idle;
         else rt__markstats.idle_ns += cpu;
         pthread_mutex_unlock(&stats_lock);
         pthread_mutex_lock(&M.lock);

@@ -97,7 +97,14 @@ uintptr_t rt__span_next_free(rt_span *s);              /* slow path: refill the 
 void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
 bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
 bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);
-bool      rt__span_set_mark(rt_span *s, uintptr_t idx);   /* atomic; true if it was unmarked */
+/* Atomic; true if it was unmarked.  The plain load first skips the locked
+   instruction for objects already marked (most pointers in a dense graph). */
+static inline bool rt__span_set_mark(rt_span *s, uintptr_t idx) {
+    uint8_t bit = (uint8_t)(1u << (idx % 8));
+    uint8_t *b = &s->mark_bits[idx / 8];
+    if (ld_relaxed(b) & bit) return false;
+    return !(__atomic_fetch_or(b, bit, __ATOMIC_RELAXED) & bit);
+}
 size_t    rt__span_count_marks(const rt_span *s);
 void      rt__span_check(const rt_span *s);
 static inline uintptr_t rt__span_obj_index(const rt_span *s, uintptr_t p) {

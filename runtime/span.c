@@ -162,13 +162,6 @@ bool rt__span_is_marked(const rt_span *s, uintptr_t idx) {
     return ld_relaxed(&s->mark_bits[idx / 8]) & (1u << (idx % 8));
 }
 
-bool rt__span_set_mark(rt_span *s, uintptr_t idx) {
-    uint8_t bit = (uint8_t)(1u << (idx % 8));
-    uint8_t *b = &s->mark_bits[idx / 8];
-    if (ld_relaxed(b) & bit) return false;
-    return !(__atomic_fetch_or(b, bit, __ATOMIC_RELAXED) & bit);
-}
-
 size_t rt__span_count_marks(const rt_span *s) {
     size_t n = 0;
     const uint64_t *w = (const uint64_t *)s->mark_bits;
