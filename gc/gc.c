@@ -154,8 +154,13 @@ void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
 static uint64_t p_flushes_with_work;   /* Ps that published grey objects */
 
 static void flush_p(rt_p *p) {
-    if (p->wbuf_n || !rt__gcwork_empty(&p->gcw)) add_relaxed(&p_flushes_with_work, 1);
+    /* Work is a grey object, not a buffered pointer: a barrier buffer whose
+       pointers are all marked already adds nothing.  (Counting non-empty
+       buffers made every round of a pointer-storing mutator "find work",
+       and the mark ran hundreds of ragged-flush rounds, 30-200 ms, with
+       the workers idle: Go's gcMarkDone also counts only flushed work.) */
     rt__wbuf_flush(p);
+    if (!rt__gcwork_empty(&p->gcw)) add_relaxed(&p_flushes_with_work, 1);
     rt__gcwork_dispose(&p->gcw);
     rt__markstats_add(&p->gcw);
     p->gcw.bytes_marked = p->gcw.objects_marked = p->gcw.scan_work = 0;
