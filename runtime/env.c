@@ -38,6 +38,7 @@ static const opt options[] = {
     { NULL, "invalidptr",     OPT_INT,   F(invalidptr),     0, "0 or 1", "stop on a precise slot pointing into a free slot" },
     { NULL, "scavtrace",      OPT_INT,   F(scavtrace),      0, "0 or 1", "print the scavenger's line per cycle" },
     { NULL, "madvdontneed",   OPT_INT,   F(madvdontneed),   0, "0 or 1", "1: MADV_DONTNEED, 0: MADV_FREE" },
+    { NULL, "hugepages",      OPT_INT,   F(hugepages),      0, "0, 1 or 2", "heap huge pages: 0 the system's THP setting, 1 ask for them, 2 refuse them" },
     { NULL, "failmmap",       OPT_COUNT, F(failmmap),       1, "a count N >= 0", "the Nth and later mmap calls fail (testing)" },
     { NULL, "verify",         OPT_INT,   F(verify),         0, "0 or 1", "verify the heap after every cycle" },
     { NULL, "checkfinalizers", OPT_INT,  F(checkfinalizers), 0, "0 or 1", "report cleanups and finalizers that keep their object alive" },
@@ -117,9 +118,13 @@ int rt__parse_debug(const char *s, const char *origin) {
             }
             int64_t v;
             if (!eq || !found) {
-                rt__warn("%s: unknown setting '%s'; accepted keys: gctrace, gccheckmark, gcstoptheworld, gcstress, "
-                         "clobberfree, invalidptr, scavtrace, madvdontneed, failmmap, verify, checkfinalizers (k=v,k=v)",
-                         origin, item);
+                char keys[512] = "";
+                for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+                    if (options[i].key) {
+                        if (keys[0]) strncat(keys, ", ", sizeof keys - strlen(keys) - 1);
+                        strncat(keys, options[i].key, sizeof keys - strlen(keys) - 1);
+                    }
+                rt__warn("%s: unknown setting '%s'; accepted keys: %s (k=v,k=v)", origin, item, keys);
                 bad++;
             } else if (!parse_value(found, eq + 1, &v)) {
                 rt__warn("%s: %s=%s is malformed; %s takes %s; keeping the default", origin, item, eq + 1,

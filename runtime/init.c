@@ -54,6 +54,7 @@ int rt_init(const rt_options *opts) {
     rt__config_load(opts);
     rt__os_set_failmmap(rt__cfg.failmmap);
     rt__os_set_madvdontneed(rt__cfg.madvdontneed);
+    rt__os_set_heap_thp(rt__cfg.hugepages == 1 ? RT_THP_HUGE : rt__cfg.hugepages == 2 ? RT_THP_NONE : RT_THP_SYSTEM);
     if (rt__heap_init() != 0) return RT_ENOMEM;
     void (*oom_fn)(size_t, void *) = rt__g.oom_fn;
     void *oom_ctx = rt__g.oom_ctx;

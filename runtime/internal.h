@@ -271,7 +271,7 @@ typedef struct rt_config {
     /* RTDEBUG */
     int      gctrace, gccheckmark, gcstoptheworld, clobberfree, invalidptr, scavtrace;
     uint64_t gcstress, failmmap;
-    int      madvdontneed, verify, checkfinalizers;
+    int      madvdontneed, verify, checkfinalizers, hugepages;
 } rt_config;
 extern rt_config rt__cfg;
 void rt__config_load(const rt_options *opts);

@@ -107,7 +107,7 @@ Test(env, malformed_values_warn_once_and_keep_the_default, .init = redirect) {
         "rtgc: warning: RTMEMLIMIT=12XB is malformed; it takes a byte count such as 512MiB, 2GiB, 1e9 (units B, KiB, MiB, GiB, TiB), or off; keeping the default\n"
         "rtgc: warning: RTMAXPROCS=0 is malformed; it takes a positive integer; keeping the default\n"
         "rtgc: warning: RTDEBUG: gctrace=yes is malformed; gctrace takes 0, 1 or 2; keeping the default\n"
-        "rtgc: warning: RTDEBUG: unknown setting 'nosuchkey'; accepted keys: gctrace, gccheckmark, gcstoptheworld, gcstress, clobberfree, invalidptr, scavtrace, madvdontneed, failmmap, verify, checkfinalizers (k=v,k=v)\n");
+        "rtgc: warning: RTDEBUG: unknown setting 'nosuchkey'; accepted keys: gctrace, gccheckmark, gcstoptheworld, gcstress, clobberfree, invalidptr, scavtrace, madvdontneed, hugepages, failmmap, verify, checkfinalizers (k=v,k=v)\n");
 }
 
 Test(env, out_of_range_options_are_refused, .init = redirect) {

@@ -290,6 +290,42 @@ static void reuse_is_zero(const char *debug, bool dontneed) {
 Test(scavenge, released_pages_are_zero_with_madv_dontneed) { reuse_is_zero("madvdontneed=1", true); }
 Test(scavenge, released_pages_are_cleared_with_madv_free) { reuse_is_zero("madvdontneed=0", false); }
 
+/* ---- RTDEBUG=hugepages ------------------------------------------------------------- */
+
+/* The VmFlags line of the mapping holding p, from /proc/self/smaps. */
+static void vmflags_of(const void *p, char *out, size_t n) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    bool inside = false;
+    out[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0) { snprintf(out, n, "%s", line + 8); break; }
+    }
+    fclose(f);
+    cr_assert(out[0], "no mapping holds %p", p);
+}
+
+static void heap_vmflags(const char *debug, char *out, size_t n) {
+    start(100, 0, debug, false);
+    void *p = rt_alloc(64, RT_NOSCAN);
+    vmflags_of(p, out, n);
+    fprintf(stderr, "scavenge: %s: heap VmFlags:%s", debug, out);
+    stop();
+}
+
+Test(scavenge, hugepages_setting_advises_the_heap) {
+    char f[256];
+    heap_vmflags("hugepages=1", f, sizeof f);
+    cr_assert(strstr(f, " hg"), "hugepages=1: no MADV_HUGEPAGE on the heap:%s", f);
+    heap_vmflags("hugepages=2", f, sizeof f);
+    cr_assert(strstr(f, " nh"), "hugepages=2: no MADV_NOHUGEPAGE on the heap:%s", f);
+    heap_vmflags("hugepages=0", f, sizeof f);
+    cr_assert(!strstr(f, " hg") && !strstr(f, " nh"), "hugepages=0 leaves the system setting:%s", f);
+}
+
 /* ---- scavtrace ---------------------------------------------------------------------- */
 
 static char trace_buf[8192];
