@@ -292,9 +292,11 @@ static void run_cycle(int kind) {
     ct.tsweep = rt__nanotime();
 
     /* 2. Mark start. */
-    rt__limiter_update(rt__nanotime(), 0, false);
-    rt__stop_the_world("gc mark start");
+    /* Pauses count from the request to stop, as Go's: the time threads
+       take to reach a safepoint is part of what the program feels. */
     ct.t0 = rt__nanotime();
+    rt__limiter_update(ct.t0, 0, false);
+    rt__stop_the_world("gc mark start");
     ct.heap0 = ld_relaxed(&rt__heap.heap_live);
     rt__markers_reset_stats();
     st_relaxed(&C.assist_ns, 0);
@@ -333,8 +335,9 @@ static void run_cycle(int kind) {
             rt__limiter_update(rt__nanotime(), 0, true);
         } while (ragged_flush());
         rt__markers_concurrent_end();
-        rt__stop_the_world("gc mark termination");
         ct.t2 = rt__nanotime();
+        rt__limiter_update(ct.t2, 0, true);
+        rt__stop_the_world("gc mark termination");
         st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
     } else {
         ct.t1 = ct.t2 = rt__nanotime();
