@@ -24,6 +24,9 @@
  *   - Memory from the GC backends is zeroed; malloc memory is not, so a
  *     suite that needs NULL fields writes them when BENCH_ZEROED is 0.
  *   - bench_free is a no-op for the GC backends (BENCH_FREES == 0).
+ *   - Loops that allocate nothing for long (tree walks) call
+ *     bench_safepoint, as a VM polls at back-edges: rtgc stops a thread
+ *     only at a poll or an allocation.
  *   - Results go to stdout as key=value lines (bench_kv); anything else a
  *     suite prints is ignored by bench/run.  A failed check calls bench_fail,
  *     which exits with status 1.
@@ -138,6 +141,9 @@ static inline void bench_blocking_end(void) { rt_exit_blocking(); }
 #define bench_alloc(size, type) rt_alloc((size), (type))
 #define bench_alloc_generic(size, type) (rt_alloc)((size), (type))
 #define bench_store(slot, val) rt_store((slot), (val))
+/* A VM polls at loop back-edges; rtgc stops threads only at such polls
+   (and at allocations), where Boehm and Go interrupt them with signals. */
+#define bench_safepoint() rt_safepoint()
 static inline void bench_free(void *p) { (void)p; }
 static inline void bench_root(void **slot) { rt_root_add(slot); }
 /* An array of n pointer slots outside the heap, registered as a precise root. */
@@ -191,6 +197,7 @@ static inline void bench_blocking_end(void) {}
 #define bench_alloc(size, type) ((type) ? GC_MALLOC(size) : GC_MALLOC_ATOMIC(size))
 #define bench_alloc_generic(size, type) bench_alloc((size), (type))
 #define bench_store(slot, val) (*(void **)(slot) = (void *)(val))
+#define bench_safepoint() ((void)0)
 static inline void bench_free(void *p) { (void)p; }
 /* Static data of a statically linked program is scanned by Boehm already. */
 static inline void bench_root(void **slot) { (void)slot; }
@@ -234,6 +241,7 @@ BENCH_INLINE void *bench__malloc(size_t size) {
 #define bench_alloc(size, type) ((void)(type), bench__malloc(size))
 #define bench_alloc_generic(size, type) bench_alloc((size), (type))
 #define bench_store(slot, val) (*(void **)(slot) = (void *)(val))
+#define bench_safepoint() ((void)0)
 static inline void bench_free(void *p) { free(p); }
 static inline void bench_root(void **slot) { (void)slot; }
 static inline void **bench_root_array(size_t n) {

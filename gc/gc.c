@@ -114,6 +114,7 @@ static double cpu_fraction(void) {
 
 typedef struct cycle_times {
     uint64_t tsweep;              /* sweep termination done */
+    uint64_t stopped0, stopped2;  /* every thread stopped, in pause 1 and 2 */
     uint64_t t0, t1, t2, t3;      /* stop 1, restart 1, stop 2, restart 2 */
     uint64_t heap0, heap1, marked, goal;
 } cycle_times;
@@ -297,6 +298,7 @@ static void run_cycle(int kind) {
     ct.t0 = rt__nanotime();
     rt__limiter_update(ct.t0, 0, false);
     rt__stop_the_world("gc mark start");
+    ct.stopped0 = rt__nanotime();
     ct.heap0 = ld_relaxed(&rt__heap.heap_live);
     rt__markers_reset_stats();
     st_relaxed(&C.assist_ns, 0);
@@ -315,9 +317,12 @@ static void run_cycle(int kind) {
         __atomic_fetch_or(&rt__flags.word, RT__FLAG_WB | RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
         rt__gcwork_dispose(&roots);
         rt__markstats_add(&roots);
-        rt__markers_concurrent_begin();
         ct.t1 = rt__nanotime();
         rt__start_the_world();
+        /* Wake the workers only now: woken inside the pause, one of them
+           could preempt this thread on its CPU and stretch the pause by a
+           scheduler slice (1.5-2.3 ms measured in gcbench). */
+        rt__markers_concurrent_begin();
         rt__limiter_update(ct.t1, ct.t1 - ct.t0, false);
         /* Special records and queued finalizers/cleanups are roots too,
            scanned now with the world running (gc/specials.c: why it is safe). */
@@ -338,9 +343,10 @@ static void run_cycle(int kind) {
         ct.t2 = rt__nanotime();
         rt__limiter_update(ct.t2, 0, true);
         rt__stop_the_world("gc mark termination");
+        ct.stopped2 = rt__nanotime();
         st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
     } else {
-        ct.t1 = ct.t2 = rt__nanotime();
+        ct.t1 = ct.t2 = ct.stopped2 = rt__nanotime();
     }
 
     /* 4. Mark termination: nothing grey may remain anywhere. */
@@ -386,8 +392,10 @@ static void run_cycle(int kind) {
     rt__sweeper_wake();
     if (rt__cfg.gctrace) trace_line(&ct, kind);
     if (rt__cfg.gctrace > 1)   /* like GODEBUG=gcpacertrace=1 */
-        fprintf(stderr, "pacer: requested at %llu B, mark start %.3g ms later (sweep termination %.3g ms) at %llu B; "
+        fprintf(stderr, "pacer: stopping took %.3g+%.3g ms; "
+                "requested at %llu B, mark start %.3g ms later (sweep termination %.3g ms) at %llu B; "
                 "scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
+                (double)(ct.stopped0 - ct.t0) / 1e6, (double)(ct.stopped2 - ct.t2) / 1e6,
                 (unsigned long long)C.requested_heap, (double)(ct.t0 - C.requested_ns) / 1e6,
                 (double)(ct.tsweep - C.requested_ns) / 1e6, (unsigned long long)ct.heap0,
                 (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,

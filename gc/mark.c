@@ -412,17 +412,29 @@ void rt__markers_concurrent_end(void) {
     wait_finished();
 }
 
-/* Drain with the world stopped: every worker plus the calling thread. */
+/* Grey objects the calling thread drains alone before it wakes the other
+   workers: at mark termination there is usually little or nothing left,
+   and waking threads inside a pause costs scheduler latency. */
+#define STW_SOLO_WORK (256 << 10)
+
+/* Drain with the world stopped: the calling thread, then every worker if
+   there is more than a little to do. */
 uint64_t rt__markers_stw_drain(rt_gcwork *self_work) {
-    rt__work_begin(true);
-    rt__work_join();
-    hand_out(JOB_STW);
-    uint64_t c0 = rt__cputime_thread();
-    rt__drain(self_work);
-    rt__gcwork_dispose(self_work);
+    uint64_t c0 = rt__cputime_thread(), start = self_work->scan_work;
+    uintptr_t item;
+    while (self_work->scan_work - start < STW_SOLO_WORK && (item = rt__gcwork_tryget(self_work)) != 0)
+        scan_item(self_work, item);
+    bool helped = !rt__gcwork_empty(self_work) || !rt__work_global_empty();
+    if (helped) {
+        rt__work_begin(true);
+        rt__work_join();
+        hand_out(JOB_STW);
+        rt__drain(self_work);
+        rt__gcwork_dispose(self_work);
+    }
     rt__markstats_add(self_work);
     self_work->bytes_marked = self_work->objects_marked = self_work->scan_work = 0;
-    wait_finished();
+    if (helped) wait_finished();
     pthread_mutex_lock(&stats_lock);
     rt__markstats.stw_ns += rt__cputime_thread() - c0;
     pthread_mutex_unlock(&stats_lock);

@@ -37,11 +37,14 @@ static Node *bottom_up(int depth) {
     return n;
 }
 
+/* The walks allocate nothing, so they poll for a stop (bench_safepoint). */
 static long check(const Node *n) {
+    bench_safepoint();
     return n->left ? 1 + check(n->left) + check(n->right) : 1;
 }
 
 static void free_tree(Node *n) {
+    bench_safepoint();
     if (n->left) { free_tree(n->left); free_tree(n->right); }
     bench_free(n);
 }

@@ -62,11 +62,14 @@ static Node *make_tree(int depth) {
     return new_node(l, r);
 }
 
+/* The walks allocate nothing, so they poll for a stop (bench_safepoint). */
 static long count(const Node *n) {
+    bench_safepoint();
     return n ? 1 + count(n->left) + count(n->right) : 0;
 }
 
 static void free_tree(Node *n) {
+    bench_safepoint();
     if (!n) return;
     free_tree(n->left);
     free_tree(n->right);
