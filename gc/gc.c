@@ -185,6 +185,20 @@ static void assist_account(uint64_t *since) {
     *since = now;
 }
 
+/* Scan about `work` bytes for an assist, then publish everything this P
+   holds: the flush answers any ragged-flush request made before it began.
+   While it scans, the P counts as holding grey objects (ragged_flush). */
+static int64_t assist_drain(rt_p *p, int64_t work) {
+    uint64_t epoch = ld_acquire(&rt__flush_epoch);
+    st_relaxed(&p->assisting, 1);
+    int64_t done = rt__drain_n(&p->gcw, work);
+    add_relaxed(&rt__pacer.scan_work, (uint64_t)done);
+    flush_p(p);
+    if (ld_relaxed(&p->flush_epoch) < epoch) st_release(&p->flush_epoch, epoch);
+    st_relaxed(&p->assisting, 0);
+    return done;
+}
+
 void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
     rt_thread *t = rt__tls_thread;
     rt__gc_answer_flush(p);
@@ -207,9 +221,7 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
         if (t->assist_credit >= 0) return;
     }
     uint64_t t0 = rt__nanotime();
-    int64_t done = rt__drain_n(&p->gcw, work);
-    add_relaxed(&rt__pacer.scan_work, (uint64_t)done);
-    flush_p(p);   /* leave nothing hidden in this P */
+    int64_t done = assist_drain(p, work);
     t->assist_credit += (int64_t)(done * bpw);
     /* Still in debt and no grey object at hand (the workers hold the
        frontier): park until they earn credit, as Go's gcParkAssist, so a
@@ -226,10 +238,8 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
             t->assist_credit += (int64_t)(take * bpw) + 1;
             continue;
         }
-        done = rt__drain_n(&p->gcw, need);
+        done = assist_drain(p, need);
         if (done) {
-            add_relaxed(&rt__pacer.scan_work, (uint64_t)done);
-            flush_p(p);
             t->assist_credit += (int64_t)(done * bpw) + 1;
             continue;
         }
@@ -268,19 +278,28 @@ static bool ragged_flush(void) {
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
         if (!p->in_use) { flush_p(p); st_release(&p->flush_epoch, epoch); }
     pthread_mutex_unlock(&rt__g.world_lock);
-    /* Running Ps answer at their next allocation or barrier flush. */
+    /* Running Ps answer at their next allocation or barrier flush.  One
+       still scanning in an assist when the wait ends holds grey objects:
+       the mark is not over (ending it then left up to 30 ms of marking to
+       the pause).  Other silent Ps (a thread computing without allocating)
+       are left to mark termination, which flushes every P anyway. */
     uint64_t deadline = rt__nanotime() + 1000000;
+    bool busy_assist;
     for (;;) {
         bool all = true;
+        busy_assist = false;
         pthread_mutex_lock(&rt__g.world_lock);
         for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
-            if (p->in_use && ld_acquire(&p->flush_epoch) != epoch) all = false;
+            if (p->in_use && ld_acquire(&p->flush_epoch) != epoch) {
+                all = false;
+                if (ld_relaxed(&p->assisting)) busy_assist = true;
+            }
         pthread_mutex_unlock(&rt__g.world_lock);
         if (all || rt__nanotime() > deadline) break;
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
-    return ld_relaxed(&p_flushes_with_work) != before || !rt__work_global_empty();
+    return busy_assist || ld_relaxed(&p_flushes_with_work) != before || !rt__work_global_empty();
 }
 
 static void run_cycle(int kind) {

@@ -229,10 +229,16 @@ void rt__drain(rt_gcwork *w) {
     }
 }
 
+/* An assist: a mutator scans about `work` bytes.  It stops early when the
+   world is to stop (Go's gcDrainN checks preemption the same way): an
+   assist owing much work drained for 20-57 ms and held up the stop for
+   mark termination by as much. */
 int64_t rt__drain_n(rt_gcwork *w, int64_t work) {
     uint64_t start = w->scan_work;
     uintptr_t item;
-    while ((int64_t)(w->scan_work - start) < work && (item = rt__gcwork_tryget(w)) != 0) scan_item(w, item);
+    while ((int64_t)(w->scan_work - start) < work && !(rt__flags_load() & RT__FLAG_STOP) &&
+           (item = rt__gcwork_tryget(w)) != 0)
+        scan_item(w, item);
     return (int64_t)(w->scan_work - start);
 }
 

@@ -209,6 +209,7 @@ typedef struct rt_p {
     rt_mcache  mcache;           /* first: rt__tls_mcache points here */
     unsigned   wbuf_n;           /* entries in wbuf */
     uint64_t   flush_epoch;      /* last ragged-flush request this P answered */
+    int        assisting;        /* its thread is scanning in a mark assist (atomic) */
     rt_gcwork  gcw;              /* grey objects from barrier flushes and assists */
     uintptr_t  wbuf[RT_WBUF_ENTRIES];
     int        id;
