@@ -11,15 +11,17 @@ import json, re, sys
 
 synth = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
 plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
-why = re.compile(r"^\[(----|FAIL|ERR)\]|Sanitizer|runtime error|rtgc: |Assertion|Abort|Segmentation")
+# Lines that only say a case started or passed; everything else a failing
+# test printed (assertions, sanitizer reports, the test's own figures) is shown.
+noise = re.compile(r"^\[(RUN |PASS|SKIP)\]|^\[====\] Running|^\s*$")
 
 def explain(t, out):
-    lines = [l for l in out.splitlines() if why.search(l)]
+    lines = [l for l in out.splitlines() if not noise.search(l)]
     print(f"-- {t.get('name')}: {t.get('result')}", file=sys.stderr)
-    for l in lines[:40]:
+    for l in lines[-60:]:
         print("   " + l[:300], file=sys.stderr)
-    if len(lines) > 40:
-        print(f"   ... {len(lines) - 40} more", file=sys.stderr)
+    if len(lines) > 60:
+        print(f"   ({len(lines) - 60} earlier lines left out)", file=sys.stderr)
 
 passed = failed = 0
 try:
