@@ -177,18 +177,15 @@ void rt__gc_answer_flush(rt_p *p) {
     }
 }
 
-/* Charge assist time since *since to this cycle and to the limiter. */
-static void assist_account(uint64_t *since) {
-    uint64_t now = rt__nanotime();
-    add_relaxed(&C.assist_ns, now - *since);
-    add_relaxed(&rt__assist_total_ns, now - *since);
-    *since = now;
-}
-
 /* Scan about `work` bytes for an assist, then publish everything this P
    holds: the flush answers any ragged-flush request made before it began.
-   While it scans, the P counts as holding grey objects (ragged_flush). */
+   While it scans, the P counts as holding grey objects (ragged_flush).
+   Its time is the assist time of gctrace, the pacer and the CPU limiter;
+   time parked waiting for credit is not (as Go's gcAssistAlloc: a parked
+   assist uses no CPU, and counting it made the limiter turn assists off
+   on a busy machine while collection used 30% of the CPU). */
 static int64_t assist_drain(rt_p *p, int64_t work) {
+    uint64_t t0 = rt__cputime_thread();   /* CPU, not wall: a busy machine preempts assists too */
     uint64_t epoch = ld_acquire(&rt__flush_epoch);
     st_relaxed(&p->assisting, 1);
     int64_t done = rt__drain_n(&p->gcw, work);
@@ -196,6 +193,9 @@ static int64_t assist_drain(rt_p *p, int64_t work) {
     flush_p(p);
     if (ld_relaxed(&p->flush_epoch) < epoch) st_release(&p->flush_epoch, epoch);
     st_relaxed(&p->assisting, 0);
+    uint64_t spent = rt__cputime_thread() - t0;
+    add_relaxed(&C.assist_ns, spent);
+    add_relaxed(&rt__assist_total_ns, spent);
     return done;
 }
 
@@ -220,7 +220,6 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
         work -= take;
         if (t->assist_credit >= 0) return;
     }
-    uint64_t t0 = rt__nanotime();
     int64_t done = assist_drain(p, work);
     t->assist_credit += (int64_t)(done * bpw);
     /* Still in debt and no grey object at hand (the workers hold the
@@ -228,7 +227,6 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
        fast allocator cannot outrun the mark.  Parked at a safepoint: a
        stop of the world (mark termination) ends the wait. */
     while (t->assist_credit < 0 && ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !ld_relaxed(&rt__gc_limiting)) {
-        assist_account(&t0);   /* parked time counts, so the limiter sees a stall as it happens */
         rt__park_if_stopping();
         int64_t need = (int64_t)(-t->assist_credit * wpb) + 1;
         bg = ld_relaxed(&rt__pacer.bg_credit);
@@ -246,7 +244,6 @@ void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
         struct timespec ts = { 0, 20000 };
         nanosleep(&ts, NULL);
     }
-    assist_account(&t0);
     rt__pacer_revise();
 }
 

@@ -25,6 +25,9 @@ void        rt__gcwork_put(rt_gcwork *w, uintptr_t item);
 uintptr_t   rt__gcwork_get(rt_gcwork *w);       /* blocks; 0 when the drain is over */
 uintptr_t   rt__gcwork_tryget(rt_gcwork *w);    /* never blocks; 0 if no work at hand */
 void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global list */
+/* Go's gcw.balance: when the global list is empty, publish part of w so
+   other workers and assists are not left waiting while w holds plenty. */
+void        rt__gcwork_balance(rt_gcwork *w);
 bool        rt__gcwork_empty(const rt_gcwork *w);
 bool        rt__work_global_empty(void);
 void        rt__work_pause_begin(void);         /* a fractional worker sleeping counts as waiting */

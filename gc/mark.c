@@ -226,6 +226,7 @@ void rt__drain(rt_gcwork *w) {
     while ((item = rt__gcwork_get(w)) != 0) {
         scan_item(w, item);
         publish_credit(w);
+        rt__gcwork_balance(w);
     }
 }
 
@@ -292,7 +293,10 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
         if (!item) return;
         uint64_t start = w->scan_work;
         scan_item(w, item);
-        while (w->scan_work - start < DRAIN_CHECK_WORK && (item = rt__gcwork_tryget(w)) != 0) scan_item(w, item);
+        while (w->scan_work - start < DRAIN_CHECK_WORK && (item = rt__gcwork_tryget(w)) != 0) {
+            scan_item(w, item);
+            rt__gcwork_balance(w);
+        }
         publish_credit(w);
         uint64_t nap = 0;
         if (role == ROLE_FRACTIONAL) {

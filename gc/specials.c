@@ -404,8 +404,12 @@ static rt_p *need_p(const char *call) {
 static inline bool marking(void) { return ld_relaxed(&rt__gc_phase) != RT_PHASE_OFF; }
 
 /* Allocated, as the marker sees it (the span is swept). */
+/* Every slot below freeindex is allocated.  The inline allocation path
+   advances freeindex alone; freeindex_for_scan follows only on the slow
+   path and during a mark, so an object from the fast path is found by the
+   first test (the caller got the pointer after its allocation). */
 static inline bool slot_allocated(const rt_span *s, uintptr_t idx) {
-    if (idx < ld_acquire(&s->freeindex_for_scan)) return true;
+    if (idx < ld_relaxed(&s->hot.freeindex) || idx < ld_acquire(&s->freeindex_for_scan)) return true;
     return ld_relaxed(&s->alloc_bits[idx / 8]) & (1u << (idx % 8));
 }
 

@@ -158,6 +158,26 @@ void rt__gcwork_put(rt_gcwork *w, uintptr_t item) {
     }
 }
 
+void rt__gcwork_balance(rt_gcwork *w) {
+    if (RT_LIKELY(ld_relaxed(&G.full) != NULL)) return;
+    if (w->secondary && w->secondary->n > 0) {
+        push_full(w->secondary);
+        w->secondary = NULL;
+        return;
+    }
+    rt_workbuf *b = w->primary;
+    if (!b || b->n < 8) return;
+    /* Give away the older half: the bottom of the stack, furthest from
+       what this worker scans next. */
+    rt_workbuf *half = take_empty();
+    unsigned k = b->n / 2;
+    memcpy(half->item, b->item, k * sizeof b->item[0]);
+    memmove(b->item, b->item + k, (b->n - k) * sizeof b->item[0]);
+    half->n = k;
+    b->n -= k;
+    push_full(half);
+}
+
 bool rt__gcwork_empty(const rt_gcwork *w) {
     return !(w->primary && w->primary->n) && !(w->secondary && w->secondary->n);
 }

@@ -320,7 +320,7 @@ static void heap_vmflags(const char *debug, char *out, size_t n) {
 }
 
 Test(scavenge, hugepages_setting_advises_the_heap) {
-    char f[256];
+    char f[512];
     heap_vmflags("hugepages=1", f, sizeof f);
     cr_assert(strstr(f, " hg"), "hugepages=1: no MADV_HUGEPAGE on the heap:%s", f);
     heap_vmflags("hugepages=2", f, sizeof f);
