@@ -364,6 +364,9 @@ static bool q_empty_locked(void) { return !Q.head || Q.head->head == Q.head->tai
 /* Any thread, any phase (called from sweeps). */
 static void q_push(int kind, void *fn, void *obj, void *arg) {
     pthread_mutex_lock(&Q.lock);
+    /* The cleanup thread waits only on an empty queue, checked under this
+       lock: wake it on the first entry, not on each of a million. */
+    bool was_empty = q_empty_locked();
     qblock *b = Q.tail;
     if (!b || b->tail == QBLOCK_N) {
         qblock *nb = pool_alloc(&P.qblk);
@@ -374,7 +377,7 @@ static void q_push(int kind, void *fn, void *obj, void *arg) {
     }
     b->e[b->tail++] = (qent){ kind, fn, obj, arg };
     Q.queued++;
-    pthread_cond_signal(&Q.work);
+    if (was_empty) pthread_cond_signal(&Q.work);
     pthread_mutex_unlock(&Q.lock);
 }
 
