@@ -66,7 +66,7 @@ void rt__work_destroy(void) {
 void rt__work_begin(bool stw) {
     pthread_mutex_lock(&G.lock);
     G.nmarkers = 0;
-    G.nwaiting = 0;
+    st_relaxed(&G.nwaiting, 0);   /* assists may already read it: the world runs */
     G.stw = stw;
     G.done = false;
     pthread_mutex_unlock(&G.lock);

@@ -36,6 +36,7 @@ GOGC = 100
 RSS_SYSTEMS = {
     "rtgc":        ("rtgc", [], "rtgc defaults: the background scavenger alone"),
     "rtgc-free":   ("rtgc", ["free=1"], "rtgc, rt_free_os_memory() instead of rt_gc() after each drop"),
+    "rtgc-huge":   ("rtgc", ["rtdebug:hugepages=1"], "rtgc with RTDEBUG=hugepages=1 (heap on transparent huge pages)"),
     "boehm":       ("boehm", [], "Debian libgc 8.2 defaults (unmapping compiled in and on)"),
     "boehm-unmap": ("boehm", ["free=1"], "libgc, GC_gcollect_and_unmap() instead of GC_gcollect() after each drop"),
     "boehm-unmap3": ("boehm", ["free=3"], "libgc, GC_gcollect_and_unmap() three times after each drop"),
@@ -209,6 +210,11 @@ def run(suite, system, binary, args, params, timeout):
         env["GODEBUG"] = "gctrace=1,scavtrace=1"
         if suite == "limit":
             env["GOMEMLIMIT"] = f"{LIMIT_MB}MiB"
+    # "rtdebug:k=v" arguments are RTDEBUG settings for the runtime, not the program's.
+    for a in args:
+        if a.startswith("rtdebug:"):
+            env["RTDEBUG"] += "," + a[len("rtdebug:"):]
+    args = [a for a in args if not a.startswith("rtdebug:")]
     cmd = [str(binary), suite] + [f"{k}={v}" for k, v in params.items()] + args
     samples, out, err, rc, maxrss, wall, t0 = execute(cmd, env, timeout)
     rec = {"suite": suite, "system": system, "cmd": cmd[1:], "exit": rc, "wall_s": round(wall, 2),
@@ -390,7 +396,7 @@ def svg_head(path, w, h):
 
 
 MARGINS = "set lmargin at screen 0.07\nset rmargin at screen 0.76"
-COLORS = {"rtgc": "#1f77b4", "rtgc-free": "#6baed6", "boehm": "#d62728", "boehm-unmap": "#ff9896",
+COLORS = {"rtgc": "#1f77b4", "rtgc-free": "#6baed6", "rtgc-huge": "#17becf", "boehm": "#d62728", "boehm-unmap": "#ff9896",
           "boehm-unmap3": "#9467bd",
           "go": "#2ca02c", "go-free": "#98df8a"}
 
