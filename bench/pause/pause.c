@@ -104,6 +104,7 @@ int main(int argc, char **argv) {
     GC_set_on_collection_event(on_event);
     heads = GC_MALLOC_UNCOLLECTABLE(NLISTS * sizeof *heads);
     void *node_ty = NULL;
+    (void)node_ty;   /* GC_MALLOC takes no type */
 #endif
     long nodes = live_mb * 1024 * 1024 / (long)sizeof(Node);
     for (long i = 0; i < nodes; i++) {
