@@ -187,7 +187,10 @@ static void *scavenger_main(void *arg) {
             if (n == 0) { found_nothing = true; break; }
             released += n;
         } while (rt__cputime_thread() - round_start < MIN_WORK_NS);
-        uint64_t worked = rt__cputime_thread() - round_start;
+        /* Counted from the end of the last count, so the CPU spent going
+           to sleep and waking up is paid for too. */
+        uint64_t now = rt__cputime_thread(), worked = now - round_start;
+        round_start = now;
         add_relaxed(&SC.rel_bg, released);
         add_relaxed(&SC.trace_bg, released);
         add_relaxed(&SC.work_ns, worked);
@@ -195,7 +198,6 @@ static void *scavenger_main(void *arg) {
         pthread_mutex_lock(&SC.lock);
         if (found_nothing) SC.idle_kick = SC.kick;   /* park after the sleep */
         sleep_ns(worked * (100 - budget_percent()) / budget_percent());
-        round_start = rt__cputime_thread();
     }
     pthread_mutex_unlock(&SC.lock);
     return NULL;
