@@ -98,12 +98,16 @@ void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
 bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
 bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);
 /* Atomic; true if it was unmarked.  The plain load first skips the locked
-   instruction for objects already marked (most pointers in a dense graph). */
+   instruction for objects already marked (most pointers in a dense graph).
+   On 32-bit words (the bitmaps are 8-byte aligned, and little-endian word
+   bit i%32 is byte bit i%8): a fetch-or of one bit tested for that bit
+   compiles to `lock bts`, where a byte fetch-or became a compare-exchange
+   loop that took half of this function's time. */
 static inline bool rt__span_set_mark(rt_span *s, uintptr_t idx) {
-    uint8_t bit = (uint8_t)(1u << (idx % 8));
-    uint8_t *b = &s->mark_bits[idx / 8];
-    if (ld_relaxed(b) & bit) return false;
-    return !(__atomic_fetch_or(b, bit, __ATOMIC_RELAXED) & bit);
+    uint32_t *w = (uint32_t *)(void *)s->mark_bits + idx / 32;
+    uint32_t bit = 1u << (idx % 32);
+    if (ld_relaxed(w) & bit) return false;
+    return !(__atomic_fetch_or(w, bit, __ATOMIC_RELAXED) & bit);
 }
 size_t    rt__span_count_marks(const rt_span *s);
 void      rt__span_check(const rt_span *s);
