@@ -218,7 +218,7 @@ static void pool_destroy(fixpool *p) {
     void *c = p->chunks;
     while (c) {
         void *next = *(void **)c;
-        rt__os_unreserve(c, CHUNK_BYTES);
+        rt__os_free(c, CHUNK_BYTES);
         c = next;
     }
     pthread_mutex_destroy(&p->lock);
@@ -278,7 +278,7 @@ static void table_free(sp_table *t) {
     if (b->prev) b->prev->next = b->next; else P.big = b->next;
     if (b->next) b->next->prev = b->prev;
     pthread_mutex_unlock(&P.big_lock);
-    rt__os_unreserve(b, b->bytes);
+    rt__os_free(b, b->bytes);
 }
 
 /* ---- a span's table (special_lock held) -------------------------------------- */
@@ -1064,7 +1064,7 @@ void rt__specials_free_all(void) {
     while (P.big) {
         big_table *b = P.big;
         P.big = b->next;
-        rt__os_unreserve(b, b->bytes);
+        rt__os_free(b, b->bytes);
     }
     memset(P.cln_chunks, 0, sizeof P.cln_chunks);
     P.cln_nchunks = 0;

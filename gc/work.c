@@ -56,7 +56,7 @@ static rt_workbuf *buf_new_locked(void) {
 void rt__work_destroy(void) {
     while (chunks) {
         void **next = *(void ***)chunks;
-        rt__os_unreserve(chunks, WORKBUF_CHUNK);
+        rt__os_free(chunks, WORKBUF_CHUNK);
         chunks = next;
     }
     G.full = G.empty = NULL;

@@ -64,7 +64,7 @@ void rt__arenas_unmap_all(void) {
         rt_arena *next = a->next;
         arena_index[a->base >> RT_ARENA_SHIFT] = NULL;
         rt__os_unreserve((void *)a->base, RT_ARENA_BYTES);
-        rt__os_unreserve(a, sizeof(rt_arena));
+        rt__os_free(a, sizeof(rt_arena));
         a = next;
     }
     rt__heap.arenas = NULL;

@@ -25,7 +25,7 @@ static void set_push(rt_spanset *ss, rt_span *s) {
         if (!v) rt__fatal("out of memory growing a span set to %zu entries", cap);
         if (ss->v) {
             memcpy(v, ss->v, ss->n * sizeof(rt_span *));
-            rt__os_unreserve(ss->v, ss->cap * sizeof(rt_span *));
+            rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
         }
         ss->v = v;
         ss->cap = cap;
@@ -158,7 +158,7 @@ int rt__mcentral_reserve(rt_mcentral *c, size_t n) {
         if (!v) { rc = -1; break; }
         if (ss->v) {
             memcpy(v, ss->v, ss->n * sizeof(rt_span *));
-            rt__os_unreserve(ss->v, ss->cap * sizeof(rt_span *));
+            rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
         }
         ss->v = v;
         ss->cap = cap;

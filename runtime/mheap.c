@@ -80,7 +80,7 @@ int rt__heap_init(void) {
 }
 
 static void spanset_free(rt_spanset *ss) {
-    if (ss->v) rt__os_unreserve(ss->v, ss->cap * sizeof(rt_span *));
+    if (ss->v) rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
     memset(ss, 0, sizeof *ss);
 }
 

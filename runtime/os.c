@@ -104,6 +104,11 @@ int rt__os_release(void *p, size_t bytes) {
 
 void rt__os_unreserve(void *p, size_t bytes) { munmap(p, bytes); }
 
+void rt__os_free(void *p, size_t bytes) {
+    munmap(p, bytes);
+    __atomic_sub_fetch(&alloc_bytes, bytes, __ATOMIC_RELAXED);
+}
+
 void *rt__os_alloc(size_t bytes) {
     if (injected_failure("alloc", bytes)) return NULL;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

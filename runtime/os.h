@@ -26,6 +26,8 @@ enum { RT_OS_RELEASED_ZERO = 0, RT_OS_RELEASED_DIRTY = 1 };
 int   rt__os_release(void *p, size_t bytes);
 /* Unmap a reservation entirely (rt_shutdown). */
 void  rt__os_unreserve(void *p, size_t bytes);
+/* Unmap memory from rt__os_alloc. */
+void  rt__os_free(void *p, size_t bytes);
 /* Reserve and commit in one step, for off-heap metadata; NULL on refusal. */
 void *rt__os_alloc(size_t bytes);
 
@@ -55,9 +57,9 @@ enum { RT_THP_NONE = -1, RT_THP_SYSTEM = 0, RT_THP_HUGE = 1 };
 void rt__os_set_heap_thp(int mode);
 int  rt__os_heap_thp(void);
 
-/* Bytes handed out by rt__os_alloc since the last reset (off-heap metadata:
-   span and bitmap pools, span sets, arena records, page-allocator blocks,
-   mark work buffers).  Unmapping does not subtract.  Reset at rt_init. */
+/* Bytes held from rt__os_alloc (off-heap metadata: span and bitmap pools,
+   span sets, arena records, page-allocator blocks, mark work buffers,
+   special records), less what rt__os_free gave back.  Reset at rt_init. */
 uint64_t rt__os_alloc_bytes(void);
 void     rt__os_reset_stats(void);
 

@@ -437,8 +437,8 @@ void rt__pages_destroy(rt__pagealloc *pa) {
     for (int l = 0; l < LEVELS; l++)
         if (pa->sum[l]) rt__os_unreserve(pa->sum[l], LEVEL_ENTRIES(l) * sizeof(uint64_t));
     for (size_t i = 0; i < NBLOCKS; i++)
-        if (pa->block[i]) rt__os_unreserve(pa->block[i], sizeof(pa_block));
-    rt__os_unreserve(pa, sizeof *pa);
+        if (pa->block[i]) rt__os_free(pa->block[i], sizeof(pa_block));
+    rt__os_free(pa, sizeof *pa);
 }
 
 int rt__pages_grow(rt__pagealloc *pa, uintptr_t base, size_t bytes) {
