@@ -116,6 +116,8 @@ typedef struct cycle_times {
     uint64_t tsweep;              /* sweep termination done */
     uint64_t stopped0, stopped2;  /* every thread stopped, in pause 1 and 2 */
     uint64_t t0, t1, t2, t3;      /* stop 1, restart 1, stop 2, restart 2 */
+    uint64_t flushed2, drained2;  /* in pause 2: every P flushed; the last grey object scanned */
+    uint64_t drain2_work;         /* scan work done inside pause 2 */
     uint64_t heap0, heap1, marked, goal;
 } cycle_times;
 
@@ -370,7 +372,11 @@ static void run_cycle(int kind) {
     rt_gcwork last = { 0 };
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all) flush_p(p);
     if (!concurrent) last = roots;
+    ct.flushed2 = rt__nanotime();
+    uint64_t work_before_drain = rt__markstats.scan_work;
     rt__markers_stw_drain(&last);
+    ct.drained2 = rt__nanotime();
+    ct.drain2_work = rt__markstats.scan_work - work_before_drain;
     if (rt__cfg.gccheckmark) rt__checkmark();
     if (rt__cfg.checkfinalizers) rt__specials_check_finalizers();
     st_relaxed(&rt__gc_phase, RT_PHASE_OFF);
@@ -387,7 +393,7 @@ static void run_cycle(int kind) {
     st_relaxed(&rt__heap.heap_live, ct.marked);
     rt__pacer_commit(ct.marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
-    rt__scavenger_wake(rt__gc_goal);
+    uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;   /* before any sweep */
     rt__sweep_begin_cycle();
     if (rt__cfg.gcstoptheworld >= 2) rt__sweep_finish();
     else rt__sweep_pace(rt__gc_trigger > ct.marked ? rt__gc_trigger - ct.marked : 0);
@@ -405,13 +411,17 @@ static void run_cycle(int kind) {
                    rt__markstats.fractional_ns;
     rt__start_the_world();
     rt__limiter_update(rt__nanotime(), concurrent ? ct.t3 - ct.t2 : ct.t3 - ct.t0, false);
+    rt__scavenger_wake_sampled(rt__gc_goal, inuse);   /* wakes a thread: not inside the pause */
     rt__sweeper_wake();
     if (rt__cfg.gctrace) trace_line(&ct, kind);
     if (rt__cfg.gctrace > 1)   /* like GODEBUG=gcpacertrace=1 */
-        fprintf(stderr, "pacer: stopping took %.3g+%.3g ms; "
+        fprintf(stderr, "pacer: stopping took %.3g+%.3g ms; mark termination: flush %.3g ms, "
+                "drain %.3g ms (%llu B of scan work), the rest %.3g ms; "
                 "requested at %llu B, mark start %.3g ms later (sweep termination %.3g ms) at %llu B; "
                 "scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
                 (double)(ct.stopped0 - ct.t0) / 1e6, (double)(ct.stopped2 - ct.t2) / 1e6,
+                (double)(ct.flushed2 - ct.stopped2) / 1e6, (double)(ct.drained2 - ct.flushed2) / 1e6,
+                (unsigned long long)ct.drain2_work, (double)(ct.t3 - ct.drained2) / 1e6,
                 (unsigned long long)C.requested_heap, (double)(ct.t0 - C.requested_ns) / 1e6,
                 (double)(ct.tsweep - C.requested_ns) / 1e6, (unsigned long long)ct.heap0,
                 (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,

@@ -348,12 +348,16 @@ const rt_type *rt__object_type(rt_span *s, uintptr_t objbase, uintptr_t *datap);
    collector starts it in rt__gc_init and stops it in rt__gc_shutdown
    (rt__heap_destroy stops it too, so a forgotten stop cannot outlive the
    heap).  wake is called once per cycle, right after mark termination,
-   with the new heap goal (UINT64_MAX when RTGC=off): it samples the pages
-   in use, sets the retained-memory goal, prints the scavtrace line, and
-   lets the thread run. */
+   with the new heap goal (UINT64_MAX when RTGC=off) and the bytes in
+   in-use spans the collector sampled before the sweep could free any
+   (rt__scavenger_wake samples them itself): it sets the retained-memory
+   goal, prints the scavtrace line, and lets the thread run.  Called with
+   the world running: waking a thread inside the pause could hand it this
+   thread's CPU for a scheduler slice (1.5-3.6 ms measured). */
 void     rt__scavenger_start(void);
 void     rt__scavenger_stop(void);
 void     rt__scavenger_wake(uint64_t heap_goal);
+void     rt__scavenger_wake_sampled(uint64_t heap_goal, uint64_t inuse_bytes);
 /* Go's memoryLimitHeapGoal (notes 9.3): the heap goal that keeps
    rt__mapped_ready() under RTMEMLIMIT; UINT64_MAX when no limit is set.
    Lock-free; safe with the world stopped. */

@@ -264,7 +264,10 @@ static void trace_line(uint64_t bg, uint64_t eager, bool forced) {
 }
 
 void rt__scavenger_wake(uint64_t heap_goal) {
-    uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;
+    rt__scavenger_wake_sampled(heap_goal, (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE);
+}
+
+void rt__scavenger_wake_sampled(uint64_t heap_goal, uint64_t inuse) {
     uint64_t retained = rt__heap_retained_bytes();
     uint64_t ospage = rt__os_pagesize();
     pthread_mutex_lock(&SC.lock);
