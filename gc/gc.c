@@ -326,9 +326,12 @@ static void run_cycle(int kind) {
     rt__roots_scan(&roots);
     rt__stacks_scan(&roots);
     if (!concurrent) rt__specials_mark_roots(&roots);   /* special records, queued finalizers/cleanups */
+    /* No broadcast: the thread that asked for this cycle waits for mark
+       start and a running world (WAIT_AS_STOPPED), so the restart's
+       broadcast wakes it; woken here it could take this thread's CPU
+       inside the pause. */
     pthread_mutex_lock(&rt__g.world_lock);
     C.started++;
-    pthread_cond_broadcast(&rt__g.world_cond);
     pthread_mutex_unlock(&rt__g.world_lock);
     if (concurrent) {
         st_relaxed(&rt__gc_phase, RT_PHASE_MARK);
