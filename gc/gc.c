@@ -278,21 +278,22 @@ static bool ragged_flush(void) {
         if (!p->in_use) { flush_p(p); st_release(&p->flush_epoch, epoch); }
     pthread_mutex_unlock(&rt__g.world_lock);
     /* Running Ps answer at their next allocation or barrier flush.  One
-       still scanning in an assist when the wait ends holds grey objects:
-       the mark is not over (ending it then left up to 30 ms of marking to
-       the pause).  Other silent Ps (a thread computing without allocating)
-       are left to mark termination, which flushes every P anyway. */
+       scanning in an assist when the wait ends holds grey objects, whether
+       it answered before the assist began or not: the mark is not over
+       (ending it then left up to 30 ms of marking to the pause).  Other
+       silent Ps (a thread computing without allocating) are left to mark
+       termination, which flushes every P anyway. */
     uint64_t deadline = rt__nanotime() + 1000000;
     bool busy_assist;
     for (;;) {
         bool all = true;
         busy_assist = false;
         pthread_mutex_lock(&rt__g.world_lock);
-        for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
-            if (p->in_use && ld_acquire(&p->flush_epoch) != epoch) {
-                all = false;
-                if (ld_relaxed(&p->assisting)) busy_assist = true;
-            }
+        for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
+            if (!p->in_use) continue;
+            if (ld_relaxed(&p->assisting)) busy_assist = true;
+            if (ld_acquire(&p->flush_epoch) != epoch) all = false;
+        }
         pthread_mutex_unlock(&rt__g.world_lock);
         if (all || rt__nanotime() > deadline) break;
         struct timespec ts = { 0, 50000 };
