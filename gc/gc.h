@@ -30,8 +30,7 @@ void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global 
 void        rt__gcwork_balance(rt_gcwork *w);
 bool        rt__gcwork_empty(const rt_gcwork *w);
 bool        rt__work_global_empty(void);
-/* Every marker waiting and the global list empty, now (no wait). */
-bool rt__work_quiescent(void);
+bool        rt__work_quiescent(void);           /* every marker waits, global list empty: now, no wait */
 void        rt__work_pause_begin(void);         /* a fractional worker sleeping counts as waiting */
 void        rt__work_pause_end(void);
 

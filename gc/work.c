@@ -90,8 +90,10 @@ void rt__work_finish(void) {
     pthread_mutex_unlock(&G.lock);
 }
 
+/* Lock held: every joined marker waits and no full buffer is queued. */
+static bool quiescent_locked(void) { return G.nwaiting == G.nmarkers && !G.full; }
+
 bool rt__work_wait_quiescent(uint64_t timeout_ns) {
-    /* (rt__work_quiescent is the same test without the wait.) */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t t = (uint64_t)ts.tv_nsec + timeout_ns;
@@ -99,9 +101,9 @@ bool rt__work_wait_quiescent(uint64_t timeout_ns) {
     ts.tv_nsec = (long)(t % 1000000000u);
     pthread_mutex_lock(&G.lock);
     int rc = 0;
-    while (!(G.nwaiting == G.nmarkers && !G.full) && rc != ETIMEDOUT)
+    while (!quiescent_locked() && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&G.quiet, &G.lock, &ts);
-    bool q = G.nwaiting == G.nmarkers && !G.full;
+    bool q = quiescent_locked();
     pthread_mutex_unlock(&G.lock);
     return q;
 }
@@ -122,7 +124,7 @@ bool rt__work_global_empty(void) { return ld_relaxed(&G.full) == NULL; }
 
 bool rt__work_quiescent(void) {
     pthread_mutex_lock(&G.lock);
-    bool q = G.nwaiting == G.nmarkers && !G.full;
+    bool q = quiescent_locked();
     pthread_mutex_unlock(&G.lock);
     return q;
 }
