@@ -359,7 +359,10 @@ static struct {
     pthread_t thread;
 } Q;
 
-static bool q_empty_locked(void) { return !Q.head || Q.head->head == Q.head->tail; }
+/* Only the head block can be used up without being freed (q_pop_locked frees
+   it lazily), and every block behind it holds entries: a used-up head that
+   is not also the tail does not mean empty. */
+static bool q_empty_locked(void) { return !Q.head || (Q.head == Q.tail && Q.head->head == Q.head->tail); }
 
 /* Any thread, any phase (called from sweeps). */
 static void q_push(int kind, void *fn, void *obj, void *arg) {
@@ -1004,6 +1007,7 @@ void rt__cleanups_wait(void) {
     rt_enter_blocking();
     pthread_mutex_lock(&Q.lock);
     while (Q.started && !Q.quit && (!q_empty_locked() || Q.has_current)) pthread_cond_wait(&Q.idle, &Q.lock);
+    RT_ASSERT(!Q.started || Q.quit || Q.ran == Q.queued);
     pthread_mutex_unlock(&Q.lock);
     rt_exit_blocking();
 }

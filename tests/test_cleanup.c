@@ -214,6 +214,34 @@ MATRIX(cleanup, many) {
     for (int i = 0; i < N; i++) cr_assert_eq(atomic_load(&cnt[i]), 1, "object %d", i);
 }
 
+/* The queue is a list of blocks: waiting for it to drain must see entries
+   in the blocks behind a used-up first one (it once returned after the
+   first block's worth had run).  Slow cleanups make the waiter look at
+   the queue between entries. */
+static void slow_count(void *arg) {
+    atomic_fetch_add((atomic_int *)arg, 1);
+    sched_yield();
+}
+MATRIX(cleanup, drain_waits_for_every_queue_block) {
+    reset_runs();
+    enum { N = 1500 };
+    void **keep = rt_alloc_array(RT_CONSERVATIVE, N);
+    R[0] = keep;
+    for (int i = 0; i < N; i++) {
+        rt_store(&((void **)R[0])[i], rt_alloc(16, RT_NOSCAN));
+        rt_add_cleanup(((void **)R[0])[i], slow_count, &runs[0]);
+    }
+    rt_specials_stats before;
+    rt__specials_stats(&before);
+    R[0] = NULL;
+    gc_and_drain();
+    rt_specials_stats after;
+    rt__specials_stats(&after);
+    cr_assert_eq(after.queued - before.queued, N, "every cleanup was queued by the sweep");
+    cr_assert_eq(atomic_load(&runs[0]), N, "the wait returned with %d of %d run", atomic_load(&runs[0]), N);
+    cr_assert_eq(after.ran, after.queued);
+}
+
 /* ---- misuse and checkfinalizers ------------------------------------------------------- */
 
 static void arg_is_obj(void) {
