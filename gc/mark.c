@@ -7,7 +7,10 @@
  * gc/roots.c), then workers repeatedly take a grey object, scan its pointer
  * slots and shade what they point to (rt__shade: the atomic OR that sets a
  * mark bit decides which worker queues the object, so an object is queued
- * at most once per cycle).  Pointer-free objects turn black at once.
+ * at most once per cycle).  Grey objects are taken through a short FIFO
+ * that gives their prefetch time to land (pf_queue, below); it holds grey
+ * work privately, so it is empty whenever its owner could be counted as
+ * idle.  Pointer-free objects turn black at once.
  * Objects larger than 128 KiB are queued as 128 KiB oblets so one huge
  * array spreads over all workers.
  *
@@ -209,6 +212,39 @@ void rt__object_edges(uintptr_t base, rt_visitor *v) {
     scan_part(v, s, idx, base, base, false);
 }
 
+/* The prefetch queue.  Work buffers are stacks: the object a scan pushes is
+   usually the next one popped, too soon for the prefetch issued when it
+   was shaded to have landed.  Popped items wait in a small FIFO, prefetched
+   again, and are scanned PF_DEPTH pops later (Cher, Hosking and
+   Vijaykumar's prefetch-on-grey FIFO).  The FIFO is private grey work: it
+   is empty whenever the worker blocks for work, and handed back to the
+   work buffers (pf_return) before a worker naps or an assist returns. */
+#define PF_DEPTH 8
+typedef struct pf_queue {
+    uintptr_t item[PF_DEPTH];
+    unsigned  head, n;
+} pf_queue;
+
+/* The oldest queued item, after topping the queue up from the work
+   buffers without blocking; 0 when both are empty. */
+static inline uintptr_t pf_next(rt_gcwork *w, pf_queue *q) {
+    while (q->n < PF_DEPTH) {
+        uintptr_t it = rt__gcwork_tryget(w);
+        if (!it) break;
+        __builtin_prefetch((const void *)it);
+        q->item[(q->head + q->n++) % PF_DEPTH] = it;
+    }
+    if (!q->n) return 0;
+    uintptr_t it = q->item[q->head];
+    q->head = (q->head + 1) % PF_DEPTH;
+    q->n--;
+    return it;
+}
+
+static void pf_return(rt_gcwork *w, pf_queue *q) {
+    for (; q->n; q->n--, q->head = (q->head + 1) % PF_DEPTH) rt__gcwork_put(w, q->item[q->head]);
+}
+
 #define CREDIT_SLACK 2000   /* Go's gcCreditSlack: publish scan work in batches */
 
 /* Publish a worker's scan work in batches: assists may claim it as credit. */
@@ -222,8 +258,10 @@ static inline void publish_credit(rt_gcwork *w) {
 }
 
 void rt__drain(rt_gcwork *w) {
-    uintptr_t item;
-    while ((item = rt__gcwork_get(w)) != 0) {
+    pf_queue q = { .n = 0 };
+    for (;;) {
+        uintptr_t item = pf_next(w, &q);
+        if (!item && !(item = rt__gcwork_get(w))) return;
         scan_item(w, item);
         publish_credit(w);
         rt__gcwork_balance(w);
@@ -236,10 +274,12 @@ void rt__drain(rt_gcwork *w) {
    mark termination by as much. */
 int64_t rt__drain_n(rt_gcwork *w, int64_t work) {
     uint64_t start = w->scan_work;
+    pf_queue q = { .n = 0 };
     uintptr_t item;
     while ((int64_t)(w->scan_work - start) < work && !(rt__flags_load() & RT__FLAG_STOP) &&
-           (item = rt__gcwork_tryget(w)) != 0)
+           (item = pf_next(w, &q)) != 0)
         scan_item(w, item);
+    pf_return(w, &q);
     return (int64_t)(w->scan_work - start);
 }
 
@@ -288,12 +328,13 @@ static bool cpus_busy(void) {
 static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns) {
     uint64_t last = c0;
     bool on_idle_cpu = false;   /* the slice since `last` was idle-priority work */
+    pf_queue q = { .n = 0 };
     for (;;) {
-        uintptr_t item = rt__gcwork_get(w);
-        if (!item) return;
+        uintptr_t item = pf_next(w, &q);
+        if (!item && !(item = rt__gcwork_get(w))) return;
         uint64_t start = w->scan_work;
         scan_item(w, item);
-        while (w->scan_work - start < DRAIN_CHECK_WORK && (item = rt__gcwork_tryget(w)) != 0) {
+        while (w->scan_work - start < DRAIN_CHECK_WORK && (item = pf_next(w, &q)) != 0) {
             scan_item(w, item);
             rt__gcwork_balance(w);
         }
@@ -317,6 +358,7 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
             nap = 500000;
         }
         if (nap) {
+            pf_return(w, &q);
             rt__gcwork_dispose(w);
             rt__work_pause_begin();
             sleep_ns(nap);
@@ -431,9 +473,11 @@ void rt__markers_concurrent_end(void) {
    there is more than a little to do. */
 uint64_t rt__markers_stw_drain(rt_gcwork *self_work) {
     uint64_t c0 = rt__cputime_thread(), start = self_work->scan_work;
+    pf_queue q = { .n = 0 };
     uintptr_t item;
-    while (self_work->scan_work - start < STW_SOLO_WORK && (item = rt__gcwork_tryget(self_work)) != 0)
+    while (self_work->scan_work - start < STW_SOLO_WORK && (item = pf_next(self_work, &q)) != 0)
         scan_item(self_work, item);
+    pf_return(self_work, &q);
     bool helped = !rt__gcwork_empty(self_work) || !rt__work_global_empty();
     if (helped) {
         rt__work_begin(true);
