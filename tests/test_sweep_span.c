@@ -60,6 +60,32 @@ Test(sweep, exactly_the_unmarked_slots_come_back_zeroed) {
     cr_assert_neq(rt__span_of_heap((uintptr_t)next), s, "the span is full again");
 }
 
+/* Every slot of the largest span (1024 slots of 8 bytes, 16 bitmap words)
+   keeps exactly its own mark through the sweep, whatever its neighbours
+   hold; a second mark of a slot does not report it as new. */
+Test(sweep, marks_become_exactly_the_allocation_bits) {
+    rt_span *s = full_span(1);
+    unsigned n = s->hot.nelems, kept = 0;
+    cr_assert_eq(n, 1024);
+    bool keep[1024];
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (unsigned i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        keep[i] = (x & 3) == 0 || i % 64 == 0 || i % 64 == 63 || i % 8 == 7;
+        if (!keep[i]) continue;
+        cr_assert(rt__span_set_mark(s, i));
+        cr_assert_not(rt__span_set_mark(s, i), "slot %u: a second mark reports it new", i);
+        kept++;
+    }
+    for (unsigned i = 0; i < n; i++) cr_assert_eq(rt__span_is_marked(s, i), keep[i], "slot %u", i);
+    cr_assert_eq(rt__span_count_marks(s), kept);
+    own_for_sweep(s);
+    rt__sweep_span(s, false);
+    cr_assert_eq(s->hot.alloc_count, kept);
+    cr_assert_eq(rt__span_count_marks(s), 0);
+    for (unsigned i = 0; i < n; i++) cr_assert_eq(!rt__span_is_free(s, i), keep[i], "slot %u", i);
+}
+
 Test(sweep, an_empty_span_returns_its_pages) {
     rt_span *s = full_span(40);   /* 2688 B, 1 page */
     uintptr_t base = s->hot.base;
