@@ -147,8 +147,10 @@ static void trace_line(const cycle_times *ct, int kind) {
 
 void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
     /* Counted in the allocating P (flushed with its buffers): a global
-       atomic here would bounce one cache line between every allocator. */
-    if (rt__span_set_mark(s, rt__span_obj_index(s, slot)))
+       atomic here would bounce one cache line between every allocator.
+       A span cached during the mark had its free slots marked ahead
+       (rt__span_premark); only large objects are marked one by one. */
+    if (s->premarked || rt__span_set_mark(s, rt__span_obj_index(s, slot)))
         ((rt_p *)rt__tls_mcache)->gcw.bytes_marked += s->hot.elemsize;
 }
 
@@ -260,7 +262,9 @@ static void prepare_ps_for_mark(bool concurrent) {
         c->hot.tinyoffset = 0;
         for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
             rt_span *s = (rt_span *)c->hot.alloc[i];
-            if (s != &rt__empty_span) st_release(&s->freeindex_for_scan, s->hot.freeindex);
+            if (s == &rt__empty_span) continue;
+            st_release(&s->freeindex_for_scan, s->hot.freeindex);
+            rt__span_premark(s);   /* what this P allocates from it during the mark is black */
         }
         p->wbuf_n = 0;
         p->flush_epoch = rt__flush_epoch;

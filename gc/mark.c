@@ -19,7 +19,8 @@
  * through white objects, or gets shaded.  It holds because
  *   - roots and stacks are scanned at the snapshot (mark start, world
  *     stopped), and never rescanned;
- *   - objects allocated during the mark are black (runtime/malloc.c);
+ *   - objects allocated during the mark are black (runtime/malloc.c; small
+ *     ones through their span's premarked free slots, runtime/span.c);
  *   - every pointer store into the heap during the mark goes through
  *     rt_store, whose barrier shades the overwritten value (deleting an edge
  *     cannot hide a white object) and the new one (Go's hybrid barrier);

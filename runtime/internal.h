@@ -86,7 +86,10 @@ typedef struct rt_span {
     const rt_type *large_type;   /* type of a large object (0: noscan or not yet typed) */
     struct rt_special *specials; /* weak handles, cleanups, finalizers, sorted by offset */
     pthread_mutex_t special_lock;
-    struct rt_span *next_free;   /* fixalloc free list */
+    union {
+        struct rt_span *next_free;   /* dead structs: the fixalloc free list */
+        bool premarked;              /* live: its free slots are marked ahead (rt__span_premark) */
+    };
 } rt_span;
 
 rt_span  *rt__span_struct_alloc(void);                 /* heap lock held */
@@ -110,6 +113,11 @@ static inline bool rt__span_set_mark(rt_span *s, uintptr_t idx) {
     return !(__atomic_fetch_or(w, bit, __ATOMIC_RELAXED) & bit);
 }
 size_t    rt__span_count_marks(const rt_span *s);
+/* Allocate black by span during a concurrent mark: premark sets the mark
+   bit of every slot free now, when a P starts allocating from s; unpremark
+   clears the bits of the slots still free when s leaves the P's cache. */
+void      rt__span_premark(rt_span *s);
+void      rt__span_unpremark(rt_span *s);
 void      rt__span_check(const rt_span *s);
 static inline uintptr_t rt__span_obj_index(const rt_span *s, uintptr_t p) {
     return (uintptr_t)(((uint64_t)(p - s->hot.base) * s->divmagic) >> 32);

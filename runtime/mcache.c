@@ -29,6 +29,7 @@ static void flush_span_counts(rt_span *s) {
 
 static void uncache(rt_span *s) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    rt__span_unpremark(s);
     flush_span_counts(s);
     st_release(&s->freeindex_for_scan, s->hot.freeindex);
     /* A span cached before the last mark counted in heap_live of a cycle that
@@ -51,6 +52,8 @@ void rt__mcache_refill(rt_mcache *c, unsigned spc) {
     uint64_t live = add_relaxed(&rt__heap.heap_live,
                                 (uint64_t)(s->hot.nelems - s->hot.alloc_count) * s->hot.elemsize);
     if (live >= ld_relaxed(&rt__gc_trigger)) st_relaxed(&rt__gc_pending, 1);
+    /* A running P sees the phase only change with the world stopped. */
+    if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) rt__span_premark(s);
     c->hot.alloc[spc] = &s->hot;
 }
 

@@ -162,6 +162,54 @@ bool rt__span_is_marked(const rt_span *s, uintptr_t idx) {
     return ld_relaxed(&s->mark_bits[idx / 8]) & (1u << (idx % 8));
 }
 
+/* The bits of slots [from, to) within the 32-slot word that starts at lo. */
+static inline uint32_t slot_range_mask(unsigned lo, unsigned from, unsigned to) {
+    if (from < lo) from = lo;
+    if (to > lo + 32) to = lo + 32;
+    if (from >= to) return 0;
+    uint32_t upto = to - lo == 32 ? ~0u : (1u << (to - lo)) - 1;
+    return upto & ~((1u << (from - lo)) - 1);
+}
+
+/* The slots of 32-bit bitmap word w that are free: at or past freeindex,
+   within nelems, and not set in the allocation bits (owned by the caching
+   P, so read plainly). */
+static inline uint32_t free_slots_word(const rt_span *s, unsigned w) {
+    uint32_t alloc = ((const uint32_t *)(const void *)s->alloc_bits)[w];
+    return slot_range_mask(w * 32, s->hot.freeindex, s->hot.nelems) & ~alloc;
+}
+
+/* Objects allocated during a mark must be black (gc/mark.c).  Marking each
+   one as it is allocated costs a locked instruction per object; marking
+   the span's free slots once, when its P starts allocating from it, costs
+   one per 32 slots.  Locked: markers set other bits of the same words.
+   The marker never looks at a free slot (free_for_scan), so the extra
+   bits mean nothing until unpremark removes them, which the heap verifier
+   and the sweeper (a marked free slot is fatal) would catch if missed. */
+void rt__span_premark(rt_span *s) {
+    RT_ASSERT(!s->premarked && rt__spanclass_size(s->hot.spanclass) != 0);
+    uint32_t *mark = (uint32_t *)(void *)s->mark_bits;
+    for (unsigned w = 0; w * 32 < s->hot.nelems; w++) {
+        uint32_t f = free_slots_word(s, w);
+        if (f) __atomic_fetch_or(&mark[w], f, __ATOMIC_RELAXED);
+    }
+    s->premarked = true;
+}
+
+/* Leaving the P's cache (full, or handed back at mark termination): the
+   slots allocated since premark keep their bits, the free ones lose them.
+   Locked: during the mark, markers may be setting bits of allocated slots
+   in the same words. */
+void rt__span_unpremark(rt_span *s) {
+    if (!s->premarked) return;
+    uint32_t *mark = (uint32_t *)(void *)s->mark_bits;
+    for (unsigned w = 0; w * 32 < s->hot.nelems; w++) {
+        uint32_t f = free_slots_word(s, w);
+        if (f) __atomic_fetch_and(&mark[w], ~f, __ATOMIC_RELAXED);
+    }
+    s->premarked = false;
+}
+
 size_t rt__span_count_marks(const rt_span *s) {
     size_t n = 0;
     const uint64_t *w = (const uint64_t *)s->mark_bits;
