@@ -63,7 +63,8 @@ static struct {
     bool            running, quit;
     uint64_t        kick;            /* wakes so far */
     uint64_t        idle_kick;       /* kick value when the thread found nothing to do */
-    int             want_nudge;      /* parked with a goal unmet: a freed span should wake it */
+    int             want_nudge;      /* found nothing with a goal unmet: a freed span should wake it */
+    uint64_t        frees;           /* spans freed so far, atomic */
     uint64_t        gc_goal;         /* retained-memory goal, NO_GOAL if none */
     uint64_t        last_inuse, last_heap_goal;
     bool            have_last;
@@ -178,7 +179,7 @@ static void *scavenger_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&SC.lock);
-        uint64_t released = 0, need;
+        uint64_t released = 0, need, frees0 = ld_relaxed(&SC.frees);
         bool found_nothing = false;
         do {
             need = bg_need();
@@ -196,7 +197,16 @@ static void *scavenger_main(void *arg) {
         add_relaxed(&SC.work_ns, worked);
         add_relaxed(&SC.rounds, 1);
         pthread_mutex_lock(&SC.lock);
-        if (found_nothing) SC.idle_kick = SC.kick;   /* park after the sleep */
+        /* Found nothing: park after the sleep, unless a span was freed
+           since the search began (the sweep of the cycle that woke this
+           thread may still be freeing them).  From here on a freed span
+           kicks it.  (It used to ask for that only once parked: spans freed
+           during the search and the sleep were missed, and it slept with
+           1 GiB unreleased until the next collection.) */
+        if (found_nothing && ld_relaxed(&SC.frees) == frees0) {
+            SC.idle_kick = SC.kick;
+            st_relaxed(&SC.want_nudge, 1);
+        }
         sleep_ns(worked * (100 - budget_percent()) / budget_percent());
     }
     pthread_mutex_unlock(&SC.lock);
@@ -243,6 +253,7 @@ void rt__scavenger_stop(void) {
 
 /* A span was freed (mheap): wake a thread parked with a goal unmet. */
 void rt__scavenger_on_free(void) {
+    add_relaxed(&SC.frees, 1);
     if (!ld_relaxed(&SC.want_nudge)) return;
     pthread_mutex_lock(&SC.lock);
     if (ld_relaxed(&SC.want_nudge)) {
