@@ -13,8 +13,9 @@
  *               they ran, as Go does)
  *     mutator = window x procs - gc
  *   clamped to [0, capacity].  Assist time arrives when an assist ends;
- *   GC time beyond a window's CPU is carried into the next windows.  The bucket fills only while the collector
- *   takes more than half of the CPU.
+ *   GC time beyond a window's CPU is carried into the next windows.  The
+ *   bucket fills only while the collector takes more than half of the
+ *   CPU.
  *
  * Once the bucket is full (rt__gc_limiting), assists are skipped: an
  * allocating thread keeps its debt and goes on, so the heap overshoots its
