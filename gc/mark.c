@@ -272,14 +272,18 @@ void rt__drain(rt_gcwork *w) {
 /* An assist: a mutator scans about `work` bytes.  It stops early when the
    world is to stop (Go's gcDrainN checks preemption the same way): an
    assist owing much work drained for 20-57 ms and held up the stop for
-   mark termination by as much. */
+   mark termination by as much.  It balances like the workers (as
+   gcDrainN does): a narrow frontier, such as one tree's, sits in a single
+   buffer, and an assist holding it left the workers waiting. */
 int64_t rt__drain_n(rt_gcwork *w, int64_t work) {
     uint64_t start = w->scan_work;
     pf_queue q = { .n = 0 };
     uintptr_t item;
     while ((int64_t)(w->scan_work - start) < work && !(rt__flags_load() & RT__FLAG_STOP) &&
-           (item = pf_next(w, &q)) != 0)
+           (item = pf_next(w, &q)) != 0) {
         scan_item(w, item);
+        rt__gcwork_balance(w);
+    }
     pf_return(w, &q);
     return (int64_t)(w->scan_work - start);
 }
