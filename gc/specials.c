@@ -687,18 +687,18 @@ void rt__specials_sweep(rt_span *s) {
 
 /* ---- roots ------------------------------------------------------------------------------------- */
 
+static uint64_t pool_inuse(fixpool *p) {
+    pthread_mutex_lock(&p->lock);
+    uint64_t n = p->inuse;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
 /* Whether any record exists.  A record added after this answer is handled
    as one added after the walk would be (records added during a mark shade
    what they must themselves). */
 static bool any_records(void) {
-    uint64_t n = 0;
-    fixpool *pools[] = { &P.weak, &P.fin, &P.cln };
-    for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
-        pthread_mutex_lock(&pools[i]->lock);
-        n += pools[i]->inuse;
-        pthread_mutex_unlock(&pools[i]->lock);
-    }
-    return n != 0;
+    return pool_inuse(&P.weak) + pool_inuse(&P.fin) + pool_inuse(&P.cln) != 0;
 }
 
 /* Every in-use span with records, once.  The arena list is snapshotted
@@ -1030,15 +1030,9 @@ void rt__cleanups_wait(void) {
 }
 
 void rt__specials_stats(rt_specials_stats *out) {
-    pthread_mutex_lock(&P.weak.lock);
-    out->weak = P.weak.inuse;
-    pthread_mutex_unlock(&P.weak.lock);
-    pthread_mutex_lock(&P.fin.lock);
-    out->finalizers = P.fin.inuse;
-    pthread_mutex_unlock(&P.fin.lock);
-    pthread_mutex_lock(&P.cln.lock);
-    out->cleanups = P.cln.inuse;
-    pthread_mutex_unlock(&P.cln.lock);
+    out->weak = pool_inuse(&P.weak);
+    out->finalizers = pool_inuse(&P.fin);
+    out->cleanups = pool_inuse(&P.cln);
     pthread_mutex_lock(&Q.lock);
     out->queued = Q.queued;
     out->ran = Q.ran;

@@ -155,8 +155,7 @@ static uint64_t churn_together(const rt_type *t, double seconds, uint64_t *alloc
    the live heap, so cycles run back to back and every allocation owes
    assist work; two threads allocate.  Returns the GC CPU share over 3 s of
    churn once the bucket is full; checks the live list after. */
-static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint64_t *mutator_allocs,
-                     double *assist_share) {
+static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint64_t *mutator_allocs) {
     start(100, (int64_t)(48 * MiB));
     rt__limiter_enabled = limiter;
     const rt_type *t = rt_type_layout("limiter.node", sizeof(node), next_off, 1);
@@ -198,11 +197,11 @@ static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint
     double e0 = (double)(rt__nanotime() - rt__g.init_ns - wall);
     double gc_ns = m1.gc_cpu_fraction * (e0 + (double)wall) * procs - m0.gc_cpu_fraction * e0 * procs;
     double share = gc_ns / ((double)wall * procs);
-    *assist_share = (double)(assist1 - assist0) / ((double)wall * procs);
+    double assist_share = (double)(assist1 - assist0) / ((double)wall * procs);
     fprintf(stderr, "limiter %s: %llu cycles in %.2f s, %llu allocations (%.0f ns each), GC CPU %.0f%% of %g procs "
             "(assists %.0f%%); limited %.0f ms, engaged %llu times, bucket %.0f%%, heap %llu MiB\n", limiter ? "on" : "off",
             (unsigned long long)(m1.num_gc - m0.num_gc), (double)wall / 1e9, (unsigned long long)allocs,
-            (double)wall / (double)allocs, 100 * share, procs, 100 * *assist_share, (double)(l1.limited_ns - l0.limited_ns) / 1e6,
+            (double)wall / (double)allocs, 100 * share, procs, 100 * assist_share, (double)(l1.limited_ns - l0.limited_ns) / 1e6,
             (unsigned long long)(l1.enabled_count - l0.enabled_count), 100.0 * (double)l1.fill_ns / (double)l1.capacity_ns,
             (unsigned long long)(m1.heap_alloc / MiB));
     cr_assert_gt(m1.num_gc - m0.num_gc, 2, "cycles ran back to back");
@@ -230,9 +229,8 @@ Test(limiter, a_live_heap_over_the_memory_limit_does_not_spiral, .timeout = 180)
     fprintf(stderr, "limiter: seed %u (replay with RT_SEED=%u)\n", seed, seed);
     rt_limiter_stats off_stats, on_stats;
     uint64_t off_allocs, on_allocs;
-    double off_assist, on_assist;
-    double off = spiral(false, seed, &off_stats, &off_allocs, &off_assist);
-    double on = spiral(true, seed, &on_stats, &on_allocs, &on_assist);
+    double off = spiral(false, seed, &off_stats, &off_allocs);
+    double on = spiral(true, seed, &on_stats, &on_allocs);
     cr_assert_eq(off_stats.limited_ns, 0, "disabled, it never limits");
     cr_assert_gt(on_stats.limited_ns, 0, "the limiter engaged");
     /* Go's limiter holds the collector to half the CPU over its window;
