@@ -407,6 +407,7 @@ uint64_t rt__mapped_ready(void);          /* retained + metadata: what RTMEMLIMI
 size_t   rt__heap_scav_take(size_t max_pages, bool force, uintptr_t *base);
 void     rt__heap_scav_return(uintptr_t base, size_t npages, int os_result);
 void     rt__heap_scav_newgen(void);
+void     rt__heap_scav_wait_in_flight(void);   /* until no taken run is still being released */
 /* Pre-grow a class's span sets for n spans (runtime/mcentral.c). */
 int      rt__mcentral_reserve(rt_mcentral *c, size_t n);
 /* ==== end of issue 7 block ================================================= */

@@ -39,6 +39,7 @@
  * mcentral lock. */
 #include "internal.h"
 
+#include <sched.h>
 #include <string.h>
 
 rt_heap rt__heap;
@@ -256,6 +257,16 @@ void rt__heap_scav_return(uintptr_t base, size_t npages, int os_result) {
     if (released) add_relaxed(&H.released, (uint64_t)npages * RT_PAGE_SIZE);
     if (os_result == RT_OS_RELEASED_DIRTY) H.dirty_releases = true;
     pthread_mutex_unlock(&rt__heap.lock);
+}
+
+void rt__heap_scav_wait_in_flight(void) {
+    for (;;) {
+        pthread_mutex_lock(&rt__heap.lock);
+        size_t n = H.in_flight;
+        pthread_mutex_unlock(&rt__heap.lock);
+        if (n == 0) return;
+        sched_yield();   /* at most one chunk's madvise */
+    }
 }
 
 void rt__heap_scav_newgen(void) {

@@ -344,6 +344,9 @@ void rt_free_os_memory(void) {
     bool held = rt__tls_mcache != NULL;
     if (held) rt_enter_blocking();
     uint64_t n = scavenge_run(UINT64_MAX, true, RT_CHUNK_BYTES);
+    /* A run the background thread took before this one counts as free
+       nowhere else: "everything at once" includes it. */
+    rt__heap_scav_wait_in_flight();
     if (held) rt_exit_blocking();
     add_relaxed(&SC.rel_forced, n);
     if (rt__cfg.scavtrace) trace_line(0, n, true);
