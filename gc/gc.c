@@ -146,12 +146,24 @@ static void trace_line(const cycle_times *ct, int kind) {
 /* ---- allocation during a mark --------------------------------------------------------- */
 
 void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
-    /* Counted in the allocating P (flushed with its buffers): a global
-       atomic here would bounce one cache line between every allocator.
-       A span cached during the mark had its free slots marked ahead
-       (rt__span_premark); only large objects are marked one by one. */
-    if (s->premarked || rt__span_set_mark(s, rt__span_obj_index(s, slot)))
+    /* A span cached during the mark had its free slots marked ahead
+       (rt__span_premark) and counts its new objects when it leaves the
+       cache (rt__gc_count_black); only large objects are marked one by one,
+       counted in the allocating P (flushed with its buffers). */
+    if (!s->premarked && rt__span_set_mark(s, rt__span_obj_index(s, slot)))
         ((rt_p *)rt__tls_mcache)->gcw.bytes_marked += s->hot.elemsize;
+}
+
+/* Once per span: a global atomic is cheap at this rate. */
+void rt__gc_count_black(uint64_t bytes) { add_relaxed(&rt__markstats.bytes_marked, bytes); }
+
+/* Allocation debt is charged by span (its free bytes, when a P caches it)
+   and by large object, not object by object as Go's mallocgc does: that
+   lets small allocations stay on the inline fast path during a mark.  The
+   debt is paid at the thread's next slow-path allocation, at most one
+   span of each class later. */
+void rt__gc_charge_alloc(uint64_t bytes) {
+    if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) rt__tls_thread->assist_credit -= (int64_t)bytes;
 }
 
 /* Publish a P's barrier buffer and grey objects (the P's owner, or anyone
@@ -203,10 +215,9 @@ static int64_t assist_drain(rt_p *p, int64_t work) {
     return done;
 }
 
-void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes) {
+void rt__gc_mark_alloc_hook(rt_p *p) {
     rt_thread *t = rt__tls_thread;
     rt__gc_answer_flush(p);
-    t->assist_credit -= (int64_t)bytes;
     /* Over its CPU budget the collector lets the debt stand (gc/limiter.c). */
     if (t->assist_credit >= 0 || ld_relaxed(&rt__gc_limiting)) return;
     rt__pacer_revise();   /* the ratio follows heap_live, which moved since */
@@ -260,11 +271,10 @@ static void prepare_ps_for_mark(bool concurrent) {
         if (!concurrent) { rt__mcache_release_all(c); continue; }
         c->hot.tiny = 0;
         c->hot.tinyoffset = 0;
+        rt__mcache_publish(c);
         for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
             rt_span *s = (rt_span *)c->hot.alloc[i];
-            if (s == &rt__empty_span) continue;
-            st_release(&s->freeindex_for_scan, s->hot.freeindex);
-            rt__span_premark(s);   /* what this P allocates from it during the mark is black */
+            if (s != &rt__empty_span) rt__span_premark(s);   /* what this P allocates from it during the mark is black */
         }
         p->wbuf_n = 0;
         p->flush_epoch = rt__flush_epoch;
@@ -345,7 +355,7 @@ static void run_cycle(int kind) {
     pthread_mutex_unlock(&rt__g.world_lock);
     if (concurrent) {
         st_relaxed(&rt__gc_phase, RT_PHASE_MARK);
-        __atomic_fetch_or(&rt__flags.word, RT__FLAG_WB | RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
+        __atomic_fetch_or(&rt__flags.word, RT__FLAG_WB, __ATOMIC_SEQ_CST);
         rt__gcwork_dispose(&roots);
         rt__markstats_add(&roots);
         ct.t1 = rt__nanotime();
@@ -383,7 +393,10 @@ static void run_cycle(int kind) {
     /* 4. Mark termination: nothing grey may remain anywhere. */
     ct.heap1 = ld_relaxed(&rt__heap.heap_live);
     rt_gcwork last = { 0 };
-    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) flush_p(p);
+    for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
+        flush_p(p);
+        rt__mcache_publish(&p->mcache);   /* for checkmark and the verifier */
+    }
     if (!concurrent) last = roots;
     ct.flushed2 = rt__nanotime();
     uint64_t work_before_drain = rt__markstats.scan_work;

@@ -96,7 +96,9 @@ void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uint
     if (!s || p >= s->limit) return;
     uintptr_t idx = rt__span_obj_index(s, p);
     if (RT_UNLIKELY(free_for_scan(s, idx))) {
-        if (precise && rt__cfg.invalidptr) report_invalid(p, s, from_obj, from_slot);
+        /* A marked "free" slot is in a span some P allocates black from
+           (premarked): its fast path does not publish new objects. */
+        if (precise && rt__cfg.invalidptr && !rt__span_is_marked(s, idx)) report_invalid(p, s, from_obj, from_slot);
         return;
     }
     if (!rt__span_set_mark(s, idx)) return;

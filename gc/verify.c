@@ -6,11 +6,13 @@
  *   - each span: geometry, bitmaps, alloc_count equal to the allocated
  *     slots (rt__span_check), no marked slot that is free;
  *   - accounting: bytes in allocated slots equal total allocated minus
- *     total freed; pages in spans equal the page allocator's in-use pages;
+ *     total freed; bytes in marked slots equal the marked bytes the cycle
+ *     counted (objects shaded one by one, and allocated black by span);
+ *     pages in spans equal the page allocator's in-use pages;
  *   - the page allocator's radix summaries against its bitmaps. */
 #include "gc.h"
 
-static uint64_t span_bytes_allocated;
+static uint64_t span_bytes_allocated, span_bytes_marked;
 
 static void verify_span(rt_span *s) {
     rt__span_check(s);
@@ -18,10 +20,11 @@ static void verify_span(rt_span *s) {
         if (rt__span_is_marked(s, i) && rt__span_is_free(s, i))
             rt__fatal("heap verify: span %#lx slot %lu is marked but free", (unsigned long)s->hot.base, (unsigned long)i);
     span_bytes_allocated += (uint64_t)s->hot.alloc_count * s->hot.elemsize;
+    span_bytes_marked += (uint64_t)rt__span_count_marks(s) * s->hot.elemsize;
 }
 
 void rt__verify_heap(const char *when) {
-    span_bytes_allocated = 0;
+    span_bytes_allocated = span_bytes_marked = 0;
     for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
         rt_mcentral *c = &rt__heap.central[i];
         pthread_mutex_lock(&c->lock);
@@ -36,5 +39,8 @@ void rt__verify_heap(const char *when) {
     if (span_bytes_allocated != expect)
         rt__fatal("heap verify (%s): spans hold %llu allocated bytes, accounting says %llu", when,
                   (unsigned long long)span_bytes_allocated, (unsigned long long)expect);
+    if (span_bytes_marked != rt__heap.heap_marked)
+        rt__fatal("heap verify (%s): spans hold %llu marked bytes, the mark counted %llu", when,
+                  (unsigned long long)span_bytes_marked, (unsigned long long)rt__heap.heap_marked);
     rt__heap_check();
 }

@@ -88,7 +88,10 @@ typedef struct rt_span {
     pthread_mutex_t special_lock;
     union {
         struct rt_span *next_free;   /* dead structs: the fixalloc free list */
-        bool premarked;              /* live: its free slots are marked ahead (rt__span_premark) */
+        struct {                     /* live: */
+            bool     premarked;      /* its free slots are marked ahead (rt__span_premark) */
+            uint16_t premark_count;  /* hot.alloc_count when they were */
+        };
     };
 } rt_span;
 
@@ -117,7 +120,7 @@ size_t    rt__span_count_marks(const rt_span *s);
    bit of every slot free now, when a P starts allocating from s; unpremark
    clears the bits of the slots still free when s leaves the P's cache. */
 void      rt__span_premark(rt_span *s);
-void      rt__span_unpremark(rt_span *s);
+uint64_t  rt__span_unpremark(rt_span *s);   /* returns the bytes allocated since premark */
 void      rt__span_check(const rt_span *s);
 static inline uintptr_t rt__span_obj_index(const rt_span *s, uintptr_t p) {
     return (uintptr_t)(((uint64_t)(p - s->hot.base) * s->divmagic) >> 32);
@@ -215,6 +218,9 @@ typedef struct rt_mcache {
 void rt__mcache_init(rt_mcache *c);
 void rt__mcache_refill(rt_mcache *c, unsigned spc);
 void rt__mcache_release_all(rt_mcache *c);             /* return every cached span; drop tiny */
+/* World stopped: let the marker see what the inline fast path allocated
+   from the cached spans (it does not publish freeindex_for_scan). */
+void rt__mcache_publish(rt_mcache *c);
 void rt__mcache_check(const rt_mcache *c);
 
 typedef struct rt_p {
@@ -328,10 +334,16 @@ extern volatile int rt__gc_pending;            /* trigger reached; collect befor
    allocated black while it is RT_PHASE_MARK or RT_PHASE_MARKTERM. */
 enum { RT_PHASE_OFF = 0, RT_PHASE_MARK = 1, RT_PHASE_MARKTERM = 2 };
 extern volatile int rt__gc_phase;
-/* Allocation slow path during a mark: blacken the new object, pay assist
-   debt, answer a ragged flush (gc/gc.c). */
+/* Allocation during a mark (gc/gc.c).  Small objects come from premarked
+   spans, so the inline fast path stays on: a span is charged to the
+   allocating thread's assist debt when it is cached (charge_alloc) and its
+   new objects are counted as marked when it leaves the cache (count_black).
+   The slow path blackens large objects, pays the debt and answers a ragged
+   flush (mark_alloc_hook). */
 void rt__gc_alloc_black(rt_span *s, uintptr_t slot);
-void rt__gc_mark_alloc_hook(rt_p *p, size_t bytes);
+void rt__gc_charge_alloc(uint64_t bytes);
+void rt__gc_count_black(uint64_t bytes);
+void rt__gc_mark_alloc_hook(rt_p *p);
 void rt__sweep_credit(uint64_t bytes);         /* proportional sweep (gc/sweep.c) */
 /* The GC CPU limiter is on: the collector is over its CPU budget (gc/limiter.c). */
 extern int rt__gc_limiting;

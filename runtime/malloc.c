@@ -74,6 +74,7 @@ static void *alloc_large(size_t size, const rt_type *type) {
     st_release(&s->large_type, type);
     publish(s, s->hot.base);
     uint64_t bytes = (uint64_t)npages * RT_PAGE_SIZE;
+    rt__gc_charge_alloc(bytes);
     add_relaxed(&rt__heap.total_alloc_objs, 1);
     add_relaxed(&rt__heap.total_alloc_bytes, bytes);
     uint64_t live = add_relaxed(&rt__heap.heap_live, bytes);
@@ -152,7 +153,7 @@ static void *alloc_checked(const char *call, size_t size, const rt_type *type) {
     }
     if (RT_UNLIKELY(ld_relaxed(&rt__gc_pending))) rt__gc_maybe_start();
     if (RT_UNLIKELY(ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK))
-        rt__gc_mark_alloc_hook((rt_p *)rt__tls_mcache, size);
+        rt__gc_mark_alloc_hook((rt_p *)rt__tls_mcache);
     void *p = rt__malloc((rt_mcache *)rt__tls_mcache, size, type);
     if (RT_UNLIKELY(!p)) {
         /* Collect and retry once before reporting. */

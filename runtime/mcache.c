@@ -29,7 +29,8 @@ static void flush_span_counts(rt_span *s) {
 
 static void uncache(rt_span *s) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
-    rt__span_unpremark(s);
+    uint64_t black = rt__span_unpremark(s);
+    if (black) rt__gc_count_black(black);
     flush_span_counts(s);
     st_release(&s->freeindex_for_scan, s->hot.freeindex);
     /* A span cached before the last mark counted in heap_live of a cycle that
@@ -53,8 +54,18 @@ void rt__mcache_refill(rt_mcache *c, unsigned spc) {
                                 (uint64_t)(s->hot.nelems - s->hot.alloc_count) * s->hot.elemsize);
     if (live >= ld_relaxed(&rt__gc_trigger)) st_relaxed(&rt__gc_pending, 1);
     /* A running P sees the phase only change with the world stopped. */
-    if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) rt__span_premark(s);
+    if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK) {
+        rt__span_premark(s);
+        rt__gc_charge_alloc((uint64_t)(s->hot.nelems - s->hot.alloc_count) * s->hot.elemsize);
+    }
     c->hot.alloc[spc] = &s->hot;
+}
+
+void rt__mcache_publish(rt_mcache *c) {
+    for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
+        rt_span *s = (rt_span *)c->hot.alloc[i];
+        if (s != &rt__empty_span) st_release(&s->freeindex_for_scan, s->hot.freeindex);
+    }
 }
 
 void rt__mcache_release_all(rt_mcache *c) {

@@ -194,20 +194,22 @@ void rt__span_premark(rt_span *s) {
         if (f) __atomic_fetch_or(&mark[w], f, __ATOMIC_RELAXED);
     }
     s->premarked = true;
+    s->premark_count = s->hot.alloc_count;
 }
 
 /* Leaving the P's cache (full, or handed back at mark termination): the
    slots allocated since premark keep their bits, the free ones lose them.
    Locked: during the mark, markers may be setting bits of allocated slots
    in the same words. */
-void rt__span_unpremark(rt_span *s) {
-    if (!s->premarked) return;
+uint64_t rt__span_unpremark(rt_span *s) {
+    if (!s->premarked) return 0;
     uint32_t *mark = (uint32_t *)(void *)s->mark_bits;
     for (unsigned w = 0; w * 32 < s->hot.nelems; w++) {
         uint32_t f = free_slots_word(s, w);
         if (f) __atomic_fetch_and(&mark[w], ~f, __ATOMIC_RELAXED);
     }
     s->premarked = false;
+    return (uint64_t)(uint16_t)(s->hot.alloc_count - s->premark_count) * s->hot.elemsize;
 }
 
 size_t rt__span_count_marks(const rt_span *s) {

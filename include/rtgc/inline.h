@@ -64,8 +64,10 @@ typedef struct rt__mcache {
 } rt__mcache;
 
 /* rt__flags.word is nonzero whenever a fast path must take the slow path:
-   bit 0 the world must stop, bit 1 the write barrier is on, bit 2 every
-   allocation must go through the slow path (gcstress, allocate-black). */
+   bit 0 the world must stop, bit 1 the write barrier is on (stores take
+   the slow path; allocation does not: spans cached during a mark are
+   black ahead), bit 2 every allocation must go through the slow path
+   (gcstress). */
 #define RT__FLAG_STOP      1u
 #define RT__FLAG_WB        2u
 #define RT__FLAG_SLOWALLOC 4u
@@ -130,7 +132,7 @@ static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintp
 static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size, const rt_type *type) {
     if (__builtin_constant_p(size) && size > 0 && size <= RT__MAX_NOHEADER_SIZE) {
         rt__mcache *c = rt__tls_mcache;
-        if (RT__LIKELY(c != NULL && rt__flags_load() == 0)) {
+        if (RT__LIKELY(c != NULL && (rt__flags_load() & ~RT__FLAG_WB) == 0)) {
             unsigned cls = rt__size_to_class_inline(size);
             uintptr_t elemsize = rt__class_to_size[cls];
             if (type == RT_NOSCAN) {
