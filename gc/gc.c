@@ -56,11 +56,6 @@ static struct {
     uint64_t  requested_ns, requested_heap;   /* when and at what heap_live this cycle was asked for */
 } C;
 
-static int stw_procs(void) {
-    int n = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
-    return n > 0 ? n : 1;
-}
-
 /* world_lock held: wait on world_cond as a stopped thread until pred. */
 #define WAIT_AS_STOPPED(pred) do {                                            \
         rt_thread *t_ = rt__tls_thread;                                       \
@@ -68,7 +63,7 @@ static int stw_procs(void) {
             if (t_ && t_->state == RT_T_RUNNING) {                            \
                 rt__capture_context(t_);                                      \
                 t_->state = RT_T_STOPPED;                                     \
-                pthread_cond_broadcast(&rt__g.world_cond);                    \
+                rt__thread_stopped_locked();                                  \
             }                                                                 \
             pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);          \
         }                                                                     \
@@ -109,7 +104,7 @@ static uint64_t unix_ns(void) {
 static double cpu_fraction(void) {
     uint64_t elapsed = rt__nanotime() - rt__g.init_ns;
     if (!elapsed) return 0;
-    return (double)C.gc_cpu_ns / ((double)elapsed * stw_procs());
+    return (double)C.gc_cpu_ns / ((double)elapsed * rt__procs());
 }
 
 typedef struct cycle_times {
@@ -123,7 +118,7 @@ typedef struct cycle_times {
 
 static void trace_line(const cycle_times *ct, int kind) {
     char a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
-    int procs = stw_procs();
+    int procs = rt__procs();
     fmt_ms(a, sizeof a, ct->t1 - ct->t0);
     fmt_ms(b, sizeof b, ct->t2 - ct->t1);
     fmt_ms(c, sizeof c, ct->t3 - ct->t2);
@@ -185,6 +180,33 @@ static void flush_p(rt_p *p) {
 
 #define GC_OVER_ASSIST_WORK (64 << 10)
 
+/* Parked assists, Go's assist queue as a futex word: an assist in debt
+   with nothing to scan sleeps on assist_wake until the workers publish
+   credit or the world is to stop.  It used to nap 20 us (70-80 us with
+   the kernel's timer slack) and look again, so a stop for mark
+   termination, which comes when the mark runs dry and assists are most
+   likely parked, waited up to that long for them: 30-80 us of pauses of
+   60-140 us in the pause benchmark. */
+static uint32_t assist_wake;          /* bumped to wake the parked assists */
+static int assist_parked;             /* assists asleep on it, or about to be */
+
+void rt__gc_wake_assists(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* the credit or the stop flag before the look at the sleepers */
+    if (!ld_relaxed(&assist_parked)) return;
+    add_relaxed(&assist_wake, 1);
+    rt__os_futex_wake_all(&assist_wake);
+}
+
+/* seq: assist_wake, read before the assist last found nothing to do. */
+static void park_assist(uint32_t seq) {
+    __atomic_add_fetch(&assist_parked, 1, __ATOMIC_SEQ_CST);
+    /* The 1 ms bound covers what no wake-up is sent for: the limiter
+       engaging, new grey objects the assist could scan itself. */
+    if (!(rt__flags_load() & RT__FLAG_STOP) && ld_relaxed(&rt__pacer.bg_credit) <= 0)
+        rt__os_futex_wait(&assist_wake, seq, 1000000);
+    __atomic_sub_fetch(&assist_parked, 1, __ATOMIC_RELAXED);
+}
+
 void rt__gc_answer_flush(rt_p *p) {
     uint64_t epoch = ld_acquire(&rt__flush_epoch);
     if (ld_relaxed(&p->flush_epoch) != epoch) {
@@ -243,6 +265,7 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
        stop of the world (mark termination) ends the wait. */
     while (t->assist_credit < 0 && ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !ld_relaxed(&rt__gc_limiting)) {
         rt__park_if_stopping();
+        uint32_t seq = __atomic_load_n(&assist_wake, __ATOMIC_ACQUIRE);
         int64_t need = (int64_t)(-t->assist_credit * wpb) + 1;
         bg = ld_relaxed(&rt__pacer.bg_credit);
         if (bg > 0) {
@@ -256,8 +279,7 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
             t->assist_credit += (int64_t)(done * bpw) + 1;
             continue;
         }
-        struct timespec ts = { 0, 20000 };
-        nanosleep(&ts, NULL);
+        park_assist(seq);
     }
     rt__pacer_revise();
 }
@@ -343,8 +365,13 @@ static void run_cycle(int kind) {
     rt__pacer_start_cycle();
     prepare_ps_for_mark(concurrent);
     rt_gcwork roots = { 0 };
-    rt__roots_scan(&roots);
-    rt__stacks_scan(&roots);
+    bool snapshot = concurrent && !rt__cfg.invalidptr;
+    if (snapshot) {
+        rt__roots_snapshot(&roots);
+    } else {
+        rt__roots_scan(&roots);
+        rt__stacks_scan(&roots);
+    }
     if (!concurrent) rt__specials_mark_roots(&roots);   /* special records, queued finalizers/cleanups */
     /* No broadcast: the thread that asked for this cycle waits for mark
        start and a running world (WAIT_AS_STOPPED), so the restart's
@@ -365,9 +392,11 @@ static void run_cycle(int kind) {
            scheduler slice (1.5-2.3 ms measured in gcbench). */
         rt__markers_concurrent_begin();
         rt__limiter_update(ct.t1, ct.t1 - ct.t0, false);
-        /* Special records and queued finalizers/cleanups are roots too,
-           scanned now with the world running (gc/specials.c: why it is safe). */
+        /* The root values copied in the pause, then special records and
+           queued finalizers/cleanups, shaded now with the world running
+           (gc/roots.c and gc/specials.c: why it is safe). */
         rt_gcwork sp = { 0 };
+        if (snapshot) rt__roots_shade_snapshot(&sp);
         rt__specials_mark_roots(&sp);
         rt__gcwork_dispose(&sp);
         rt__markstats_add(&sp);
@@ -433,7 +462,7 @@ static void run_cycle(int kind) {
     C.last_gc_unix_ns = unix_ns();
     /* Go's accounting: pauses count for every P; the drain inside a pause
        is part of that, so only work done while the world ran is added. */
-    C.gc_cpu_ns += pause * (uint64_t)stw_procs() + C.assist_ns + rt__markstats.dedicated_ns +
+    C.gc_cpu_ns += pause * (uint64_t)rt__procs() + C.assist_ns + rt__markstats.dedicated_ns +
                    rt__markstats.fractional_ns;
     rt__start_the_world();
     rt__limiter_update(rt__nanotime(), concurrent ? ct.t3 - ct.t2 : ct.t3 - ct.t0, false);

@@ -77,6 +77,10 @@ void rt__gc_answer_flush(rt_p *p);             /* publish a P's buffers if a rag
 /* ---- roots (gc/roots.c) -------------------------------------------------------- */
 void     rt__roots_scan(rt_gcwork *w);          /* registered roots */
 void     rt__stacks_scan(rt_gcwork *w);         /* attached threads, world stopped */
+/* Both of the above, copying the candidate values (world stopped) to shade
+   them once the world runs again (gc/roots.c: why that is the same mark). */
+void     rt__roots_snapshot(rt_gcwork *w);
+void     rt__roots_shade_snapshot(rt_gcwork *w);
 void     rt__roots_visit(rt_visitor *v);        /* checkmark: every root through v */
 void     rt__roots_free_all(void);
 extern uint64_t rt__last_stack_scan, rt__last_globals_scan;

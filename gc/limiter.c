@@ -50,16 +50,11 @@ static struct {
     uint64_t enabled_count;            /* times limiting began */
 } L;
 
-static int limiter_procs(void) {
-    int n = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
-    return n > 0 ? n : 1;
-}
-
 void rt__limiter_reset(uint64_t now) {
     L = (typeof(L)){ 0 };
     L.last_ns = now;
     L.last_assist_ns = ld_relaxed(&rt__assist_total_ns);
-    L.capacity = 1000000000ull * (uint64_t)limiter_procs();
+    L.capacity = 1000000000ull * (uint64_t)rt__procs();
     st_relaxed(&rt__gc_limiting, 0);
 }
 
@@ -93,7 +88,7 @@ void rt__limiter_update(uint64_t now, uint64_t stw_ns, bool marking) {
     if (now <= L.last_ns) return;
     uint64_t window = now - L.last_ns;
     if (stw_ns > window) stw_ns = window;
-    uint64_t procs = (uint64_t)limiter_procs();
+    uint64_t procs = (uint64_t)rt__procs();
     uint64_t total = window * procs;
     uint64_t assist = ld_relaxed(&rt__assist_total_ns);
     uint64_t gc = L.carry_ns + (assist - L.last_assist_ns) + stw_ns * procs;

@@ -49,7 +49,6 @@
 #include <time.h>
 
 rt_markstats rt__markstats;
-static int rt__ncpu_cached = 1;
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void rt__markstats_add(const rt_gcwork *w) {
@@ -258,6 +257,7 @@ static inline void publish_credit(rt_gcwork *w) {
     if (ld_relaxed(&rt__gc_phase) != RT_PHASE_MARK) return;
     add_relaxed(&rt__pacer.bg_credit, d);
     add_relaxed(&rt__pacer.scan_work, (uint64_t)d);
+    rt__gc_wake_assists();
 }
 
 void rt__drain(rt_gcwork *w) {
@@ -320,7 +320,7 @@ static void sleep_ns(uint64_t ns) {
    the dedicated and fractional workers. */
 static bool cpus_busy(void) {
     int busy = ld_relaxed(&rt__g.p_running) + M.dedicated + (M.fractional_cpu > 0);
-    return busy >= rt__ncpu_cached;
+    return busy >= rt__ncpu();
 }
 
 /* Go's drainCheckThreshold: scan work between looks at the clock. */
@@ -354,7 +354,7 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
             on_idle_cpu = false;
             uint64_t used = now - c0 - *idle_ns, wall = rt__nanotime() - M.job_start_ns;
             if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
-                if (ld_relaxed(&rt__g.p_running) + M.dedicated < rt__ncpu_cached) {
+                if (ld_relaxed(&rt__g.p_running) + M.dedicated < rt__ncpu()) {
                     on_idle_cpu = true;
                 } else {
                     nap = (uint64_t)((double)used / M.fractional_cpu) - wall;
@@ -422,7 +422,6 @@ void rt__markers_start(int maxprocs) {
     M.n = maxprocs;
     M.fractional_cpu = frac;
     M.dedicated = dedicated;
-    rt__ncpu_cached = rt__ncpu();
     M.threads = calloc((size_t)M.n, sizeof(pthread_t));
     M.roles = calloc((size_t)M.n, sizeof(int));
     if (!M.threads || !M.roles) rt__fatal("out of memory creating mark workers");

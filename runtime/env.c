@@ -153,6 +153,11 @@ static void load_env(void) {
     if (d) rt__parse_debug(d, "RTDEBUG");
 }
 
+int rt__procs(void) {
+    int n = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
+    return n > 0 ? n : 1;
+}
+
 void rt__config_load(const rt_options *opts) {
     memset(&rt__cfg, 0, sizeof rt__cfg);
     rt__cfg.gc_percent = 100;

@@ -63,6 +63,7 @@ int rt_init(const rt_options *opts) {
     rt__g.oom_ctx = oom_ctx;
     pthread_mutex_init(&rt__g.world_lock, NULL);
     pthread_cond_init(&rt__g.world_cond, NULL);
+    pthread_cond_init(&rt__g.stop_cond, NULL);
     rt__g.init_ns = rt__nanotime();
     rt__flags.word = 0;
     rt__g.initialized = true;

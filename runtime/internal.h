@@ -293,6 +293,7 @@ typedef struct rt_config {
     int      madvdontneed, verify, checkfinalizers, hugepages;
 } rt_config;
 extern rt_config rt__cfg;
+int rt__procs(void);   /* min(RTMAXPROCS, CPUs): the CPUs the collector accounts for */
 void rt__config_load(const rt_options *opts);
 int  rt__parse_debug(const char *s, const char *origin);
 
@@ -302,6 +303,7 @@ typedef struct rt_global {
     uint64_t        init_ns;
     pthread_mutex_t world_lock;   /* threads list, P pool, stop-the-world */
     pthread_cond_t  world_cond;
+    pthread_cond_t  stop_cond;    /* the stopper waits here for the last running thread */
     rt_thread      *threads;
     int             nthreads;
     rt_p           *all_ps, *idle_ps;
@@ -321,6 +323,7 @@ void rt__stop_the_world(const char *why);
 void rt__start_the_world(void);
 /* Park the calling thread if a stop is pending (safepoint slow path). */
 void rt__park_if_stopping(void);
+void rt__thread_stopped_locked(void);   /* world_lock held: a thread left RUNNING */
 void rt__capture_context(rt_thread *t);
 
 /* ---- Entry points the allocator calls in gc/ ----------------------------- */
@@ -344,6 +347,7 @@ void rt__gc_alloc_black(rt_span *s, uintptr_t slot);
 void rt__gc_charge_alloc(uint64_t bytes);
 void rt__gc_count_black(uint64_t bytes);
 void rt__gc_mark_alloc_hook(rt_p *p);
+void rt__gc_wake_assists(void);   /* credit was published, or the world is to stop */
 void rt__sweep_credit(uint64_t bytes);         /* proportional sweep (gc/sweep.c) */
 /* The GC CPU limiter is on: the collector is over its CPU budget (gc/limiter.c). */
 extern int rt__gc_limiting;

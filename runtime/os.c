@@ -16,7 +16,10 @@
 
 #include "os.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,5 +129,27 @@ static uint64_t clock_ns(clockid_t id) {
 uint64_t rt__nanotime(void) { return clock_ns(CLOCK_MONOTONIC); }
 uint64_t rt__cputime_thread(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 uint64_t rt__cputime_process(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
-int rt__ncpu(void) { long n = sysconf(_SC_NPROCESSORS_ONLN); return n > 0 ? (int)n : 1; }
+/* Read once, as Go's osinit does: sysconf reads a file in /sys, tens of
+   microseconds, and the limiter asked at every mark start, inside the
+   pause (it was most of the 130-190 us of time-to-stop in the pause
+   benchmark). */
+int rt__ncpu(void) {
+    static int ncpu;
+    int n = __atomic_load_n(&ncpu, __ATOMIC_RELAXED);
+    if (!n) {
+        long s = sysconf(_SC_NPROCESSORS_ONLN);
+        n = s > 0 ? (int)s : 1;
+        __atomic_store_n(&ncpu, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+void rt__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns) {
+    struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+void rt__os_futex_wake_all(uint32_t *addr) {
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 size_t rt__os_pagesize(void) { return (size_t)sysconf(_SC_PAGESIZE); }

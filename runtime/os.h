@@ -34,7 +34,11 @@ void *rt__os_alloc(size_t bytes);
 uint64_t rt__nanotime(void);        /* monotonic clock, ns */
 uint64_t rt__cputime_thread(void);  /* CPU time of the calling thread, ns */
 uint64_t rt__cputime_process(void); /* CPU time of the whole process, ns */
-int      rt__ncpu(void);
+int      rt__ncpu(void);                  /* online CPUs, read once */
+/* Sleep while *addr == val, at most timeout_ns (spurious returns allowed);
+   wake every sleeper on addr. */
+void     rt__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns);
+void     rt__os_futex_wake_all(uint32_t *addr);
 size_t   rt__os_pagesize(void);
 
 /* Fault injection (RTDEBUG=failmmap=N): the Nth and later reservations,

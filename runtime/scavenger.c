@@ -147,8 +147,7 @@ void rt__scavenge_on_alloc(uint64_t new_bytes, bool grew) {
 
 /* Percent of one CPU the background thread may use. */
 static uint64_t budget_percent(void) {
-    int procs = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
-    uint64_t b = (uint64_t)(procs > 0 ? procs : 1) * PERCENT;
+    uint64_t b = (uint64_t)rt__procs() * PERCENT;
     return b > 50 ? 50 : b;
 }
 

@@ -36,7 +36,7 @@ static void start(int pct, int64_t limit) {
    Three windows of W: an assist of 2.5 windows' CPU ends in the first. */
 Test(limiter, an_assist_longer_than_its_window_is_carried_not_dropped) {
     start(100, 0);
-    uint64_t procs = (uint64_t)(rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu());
+    uint64_t procs = (uint64_t)rt__procs();
     uint64_t w = 10000000, total = w * procs;
     uint64_t t0 = rt__nanotime() + 1000000000ull;   /* past any update the collector made */
     rt__limiter_reset(t0);
@@ -193,7 +193,7 @@ static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint
     rt__limiter_stats(&l1);
     uint64_t assist1 = ld_relaxed(&rt__assist_total_ns);
     /* GC CPU over the measured churn alone, from the two cumulative fractions. */
-    double procs = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
+    double procs = rt__procs();
     double e0 = (double)(rt__nanotime() - rt__g.init_ns - wall);
     double gc_ns = m1.gc_cpu_fraction * (e0 + (double)wall) * procs - m0.gc_cpu_fraction * e0 * procs;
     double share = gc_ns / ((double)wall * procs);

@@ -191,7 +191,7 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     cr_assert(t_hit >= 0 && t_hit <= DEADLINE_S, "RSS %llu MiB still above 1.1 x goal (%llu MiB) after %g s",
               (unsigned long long)(last / MiB), (unsigned long long)(target / MiB), DEADLINE_S);
     cr_assert_gt(s1.released_bg - s0.released_bg, GiB / 2, "the background thread did not do the work");
-    double procs = rt__cfg.maxprocs < rt__ncpu() ? rt__cfg.maxprocs : rt__ncpu();
+    double procs = rt__procs();
     cr_assert_leq(100 * cpu / wall, 1.5 * procs, "scavenger used %.2f%% of one CPU, %.2f%% of %g", 100 * cpu / wall,
                   100 * cpu / wall / procs, procs);
     /* Live objects survived. */
