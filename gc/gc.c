@@ -200,10 +200,13 @@ void rt__gc_wake_assists(void) {
 /* seq: assist_wake, read before the assist last found nothing to do. */
 static void park_assist(uint32_t seq) {
     __atomic_add_fetch(&assist_parked, 1, __ATOMIC_SEQ_CST);
-    /* The 1 ms bound covers what no wake-up is sent for: the limiter
-       engaging, new grey objects the assist could scan itself. */
+    /* The 20 us bound (the old nap) covers what no wake-up is sent for:
+       the limiter engaging, new grey objects the assist could scan itself,
+       and some event not yet found: with a 1 ms bound the 128-byte alloc
+       benchmark (a tiny heap, a cycle every 3 ms) ran 70 ns per object
+       instead of 47, its thread asleep a third of the time. */
     if (!(rt__flags_load() & RT__FLAG_STOP) && ld_relaxed(&rt__pacer.bg_credit) <= 0)
-        rt__os_futex_wait(&assist_wake, seq, 1000000);
+        rt__os_futex_wait(&assist_wake, seq, 20000);
     __atomic_sub_fetch(&assist_parked, 1, __ATOMIC_RELAXED);
 }
 
@@ -309,6 +312,9 @@ static bool ragged_flush(void) {
     uint64_t before = ld_relaxed(&p_flushes_with_work);
     add_relaxed(&rt__flush_epoch, 1);
     uint64_t epoch = ld_relaxed(&rt__flush_epoch);
+    /* A parked assist answers when it wakes; left asleep, it held every
+       ragged flush of a small heap up for its full 1 ms timeout. */
+    rt__gc_wake_assists();
     pthread_mutex_lock(&rt__g.world_lock);
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all)
         if (!p->in_use) { flush_p(p); st_release(&p->flush_epoch, epoch); }
