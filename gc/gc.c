@@ -182,8 +182,9 @@ static void flush_p(rt_p *p) {
 
 /* Parked assists, Go's assist queue as a futex word: an assist in debt
    with nothing to scan sleeps on assist_wake until the workers publish
-   credit or the world is to stop.  It used to nap 20 us (70-80 us with
-   the kernel's timer slack) and look again, so a stop for mark
+   credit, a ragged flush asks, or the world is to stop (park_assist has
+   the bound).  It used to nap 20 us (70-80 us with the kernel's timer
+   slack) with nothing to cut the nap short, so a stop for mark
    termination, which comes when the mark runs dry and assists are most
    likely parked, waited up to that long for them: 30-80 us of pauses of
    60-140 us in the pause benchmark. */
@@ -312,8 +313,8 @@ static bool ragged_flush(void) {
     uint64_t before = ld_relaxed(&p_flushes_with_work);
     add_relaxed(&rt__flush_epoch, 1);
     uint64_t epoch = ld_relaxed(&rt__flush_epoch);
-    /* A parked assist answers when it wakes; left asleep, it held every
-       ragged flush of a small heap up for its full 1 ms timeout. */
+    /* A parked assist answers when it wakes; left asleep until its
+       timeout, it would hold the flush up. */
     rt__gc_wake_assists();
     pthread_mutex_lock(&rt__g.world_lock);
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all)

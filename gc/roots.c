@@ -188,7 +188,7 @@ static void snapshot_range(rt_visitor *v, uintptr_t lo, uintptr_t hi, bool preci
     lo = (lo + 7) & ~(uintptr_t)7;
     if (hi < lo + 8) return;
     size_t n = (hi - lo) / 8;
-    if (!snap_reserve(n)) { rt__visit_range(&(rt_visitor){ .w = v->w }, lo, hi, precise); return; }
+    if (!snap_reserve(n)) { rt__scan_range(v->w, lo, hi, precise, 0); return; }   /* no room: scan it in the pause */
     for (size_t i = 0; i < n; i++) snap.v[snap.n + i] = ((const volatile uintptr_t *)lo)[i];
     snap.n += n;
     v->w->scan_work += hi - lo;

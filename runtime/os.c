@@ -143,6 +143,7 @@ int rt__ncpu(void) {
     }
     return n;
 }
+
 void rt__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns) {
     struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);

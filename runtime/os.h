@@ -1,6 +1,7 @@
 /* runtime/os.h -- the thin OS layer: address-space reservation, commit,
- * release, time and CPU count.  Everything else in rtgc reaches the kernel
- * only through these calls (so fault injection has one place to act). */
+ * release, time, CPU count and futex waits.  Everything else in rtgc
+ * reaches the kernel only through these calls (so fault injection has one
+ * place to act). */
 #ifndef RT_OS_H
 #define RT_OS_H
 
