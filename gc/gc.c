@@ -188,6 +188,7 @@ static void flush_p(rt_p *p) {
    termination, which comes when the mark runs dry and assists are most
    likely parked, waited up to that long for them: 30-80 us of pauses of
    60-140 us in the pause benchmark. */
+#define ASSIST_PARK_NS 1000000        /* the longest sleep of a parked assist */
 static uint32_t assist_wake;          /* bumped to wake the parked assists */
 static int assist_parked;             /* assists asleep on it, or about to be */
 
@@ -198,16 +199,27 @@ void rt__gc_wake_assists(void) {
     rt__os_futex_wake_all(&assist_wake);
 }
 
-/* seq: assist_wake, read before the assist last found nothing to do. */
-static void park_assist(uint32_t seq) {
+/* seq: assist_wake, read before the assist last found nothing to do.
+   Every reason to wake is tested after assist_parked is raised, and every
+   waker changes its condition before it reads assist_parked (fenced in
+   rt__gc_wake_assists), so a wake-up sent while the assist is on its way
+   to sleep is seen by one side or the other.  The mark being over is in
+   the test: an assist stopped for mark termination at the top of its loop
+   came back with the mark ended and slept the whole bound, since the stop
+   had woken nobody (on a tiny heap, a cycle every 3 ms, the 128-byte
+   alloc benchmark ran 77 ns per object instead of 47 with a 1 ms bound).
+   So is a ragged flush's request, which a flush that found no sleeper
+   sends to nobody either. */
+static void park_assist(rt_p *p, uint32_t seq) {
     __atomic_add_fetch(&assist_parked, 1, __ATOMIC_SEQ_CST);
-    /* The 20 us bound (the old nap) covers what no wake-up is sent for:
-       the limiter engaging, new grey objects the assist could scan itself,
-       and some event not yet found: with a 1 ms bound the 128-byte alloc
-       benchmark (a tiny heap, a cycle every 3 ms) ran 70 ns per object
-       instead of 47, its thread asleep a third of the time. */
-    if (!(rt__flags_load() & RT__FLAG_STOP) && ld_relaxed(&rt__pacer.bg_credit) <= 0)
-        rt__os_futex_wait(&assist_wake, seq, 20000);
+    /* The bound covers what no wake-up is sent for: the limiter engaging,
+       and grey objects another marker published that the assist could
+       scan itself (a worker that publishes them scans too, and its credit
+       wakes the assist). */
+    if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !(rt__flags_load() & RT__FLAG_STOP) &&
+        ld_relaxed(&rt__pacer.bg_credit) <= 0 && ld_acquire(&p->flush_epoch) == ld_acquire(&rt__flush_epoch) &&
+        !ld_relaxed(&rt__gc_limiting))
+        rt__os_futex_wait(&assist_wake, seq, ASSIST_PARK_NS);
     __atomic_sub_fetch(&assist_parked, 1, __ATOMIC_RELAXED);
 }
 
@@ -283,7 +295,7 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
             t->assist_credit += (int64_t)(done * bpw) + 1;
             continue;
         }
-        park_assist(seq);
+        park_assist(p, seq);
     }
     rt__pacer_revise();
 }

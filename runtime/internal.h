@@ -95,10 +95,35 @@ typedef struct rt_span {
     };
 } rt_span;
 
+/* Pools of fixed-size off-heap records whose empty pages can be released
+   (runtime/metapool.c); the owner fills name, rec_bytes (a multiple of 8),
+   link_off (where a free record keeps a 16-bit link) and region_bytes. */
+typedef struct { uint16_t free_head, nfree, bump; uint8_t state; } rt__metaslab;
+typedef struct rt__metapool {
+    const char   *name;
+    size_t        rec_bytes, link_off, region_bytes;
+    char         *base;              /* the reserved region; slab i at base + i * slab_bytes */
+    rt__metaslab *slabs;
+    uint64_t     *has_free, *empty;  /* bit per slab */
+    size_t        slab_bytes, max_slabs, nslabs, hint, inuse, side_bytes;
+    unsigned      per_slab;
+    uint64_t      resident_bytes;
+} rt__metapool;
+void    *rt__metapool_alloc(rt__metapool *p);           /* zeroed; NULL if the OS refuses */
+void     rt__metapool_free(rt__metapool *p, void *r);
+size_t   rt__metapool_take_empty(rt__metapool *p, size_t max, void **start, size_t *bytes);
+void     rt__metapool_return_empty(rt__metapool *p, void *start, size_t n, int os_result);
+void     rt__metapool_reset(rt__metapool *p);
+void     rt__metapool_check(const rt__metapool *p);
+uint64_t rt__metapool_resident_total(void);             /* all pools, atomic */
+
 rt_span  *rt__span_struct_alloc(void);                 /* heap lock held */
 void      rt__span_struct_free(rt_span *s);            /* heap lock held */
 void      rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool needzero);
 void      rt__span_release_bitmaps(rt_span *s);
+uint64_t  rt__span_pools_release(void);   /* empty pages of the span and bitmap pools to the OS; takes the heap lock */
+void      rt__span_pools_reset(void);     /* heap destroyed: every record is free */
+void      rt__span_pools_check(void);     /* heap lock held */
 uintptr_t rt__span_next_free(rt_span *s);              /* slow path: refill the cache; 0 when full */
 void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
 bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
@@ -174,6 +199,7 @@ uintptr_t rt__find_object(uintptr_t p, rt_span **sp, uintptr_t *idxp);
 typedef struct rt_spanset {
     rt_span **v;
     size_t    n, cap;
+    size_t    hi;                /* the most entries since the array's tail was last released */
 } rt_spanset;
 
 typedef struct rt_mcentral {
@@ -400,6 +426,7 @@ typedef struct rt_scav_stats {
     uint64_t released_bg;        /* bytes released by the background thread, since rt_init */
     uint64_t released_eager;     /* ... by allocating threads (memory limit, heap growth) */
     uint64_t released_forced;    /* ... by rt_free_os_memory */
+    uint64_t released_meta;      /* span and bitmap pool pages (not heap), by both */
     uint64_t bg_work_ns;         /* CPU time the background thread spent working */
     uint64_t bg_cpu_ns;          /* the background thread's total CPU time (clock) */
     uint64_t bg_life_ns;         /* wall time since the thread started */
@@ -416,6 +443,7 @@ uint64_t rt__heap_released_bytes(void);   /* free pages returned to the OS (heap
 uint64_t rt__heap_retained_bytes(void);   /* heap_sys - heap_released */
 uint64_t rt__heap_free_bytes(void);       /* free and not returned: what can be scavenged */
 uint64_t rt__heap_metadata_bytes(void);   /* off-heap metadata the limit counts */
+uint64_t rt__heap_release_metadata(void); /* empty pool pages and unused span-set tails to the OS; bytes */
 uint64_t rt__mapped_ready(void);          /* retained + metadata: what RTMEMLIMIT bounds */
 /* The scavenger's primitives (take the heap lock): take a run of free,
    unreleased pages out of the free pool, then return it with the result
@@ -426,6 +454,7 @@ void     rt__heap_scav_newgen(void);
 void     rt__heap_scav_wait_in_flight(void);   /* until no taken run is still being released */
 /* Pre-grow a class's span sets for n spans (runtime/mcentral.c). */
 int      rt__mcentral_reserve(rt_mcentral *c, size_t n);
+uint64_t rt__mcentral_trim(rt_mcentral *c);   /* release the sets' pages past their entries; bytes */
 /* ==== end of issue 7 block ================================================= */
 
 #endif

@@ -31,6 +31,7 @@ static void set_push(rt_spanset *ss, rt_span *s) {
         ss->cap = cap;
     }
     ss->v[ss->n++] = s;
+    if (ss->n > ss->hi) ss->hi = ss->n;
 }
 
 static rt_span *set_pop(rt_spanset *ss) {
@@ -165,4 +166,23 @@ int rt__mcentral_reserve(rt_mcentral *c, size_t n) {
     }
     pthread_mutex_unlock(&c->lock);
     return rc;
+}
+
+/* A class that shrank (a dead spike) keeps arrays sized for its peak; the
+   pages past the entries go back to the OS and fault in again as zero if
+   it grows.  They stay counted in the metadata figure, an upper bound. */
+uint64_t rt__mcentral_trim(rt_mcentral *c) {
+    rt_spanset *sets[4] = { &c->partial[0], &c->partial[1], &c->full[0], &c->full[1] };
+    uintptr_t page = rt__os_pagesize();
+    uint64_t done = 0;
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < 4; i++) {
+        rt_spanset *ss = sets[i];
+        uintptr_t from = ((uintptr_t)(ss->v + ss->n) + page - 1) & ~(page - 1);
+        uintptr_t to = ((uintptr_t)(ss->v + ss->hi) + page - 1) & ~(page - 1);
+        if (to > from && rt__os_release((void *)from, to - from) >= 0) done += to - from;
+        ss->hi = ss->n;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return done;
 }

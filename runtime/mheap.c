@@ -99,6 +99,7 @@ void rt__heap_destroy(void) {
     rt__arenas_unmap_all();
     if (rt__heap.pages) rt__pages_destroy(rt__heap.pages);
     rt__heap.pages = NULL;
+    rt__span_pools_reset();
 }
 
 /* ---- Growth ---------------------------------------------------------------- */
@@ -303,12 +304,21 @@ uint64_t rt__heap_free_bytes(void) {
 }
 
 /* Off-heap memory that grows with the heap: everything mapped with
-   rt__os_alloc (span and bitmap pools, span sets, arena records, the page
-   allocator's bitmap blocks, mark work buffers) and the summary arrays the
-   page allocator committed.  Not counted, as in Go: the arena index (32 MiB
+   rt__os_alloc (span sets, arena records, the page
+   allocator's bitmap blocks, mark work buffers), the summary arrays the
+   page allocator committed, and the resident pages of the span and bitmap
+   pools.  Not counted, as in Go: the arena index (32 MiB
    committed, touched one word per arena) and libc allocations (threads,
    Ps, types, roots). */
-uint64_t rt__heap_metadata_bytes(void) { return rt__os_alloc_bytes() + ld_relaxed(&H.pa_meta); }
+uint64_t rt__heap_metadata_bytes(void) {
+    return rt__os_alloc_bytes() + ld_relaxed(&H.pa_meta) + rt__metapool_resident_total();
+}
+
+uint64_t rt__heap_release_metadata(void) {
+    uint64_t done = rt__span_pools_release();
+    for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) done += rt__mcentral_trim(&rt__heap.central[i]);
+    return done;
+}
 
 uint64_t rt__mapped_ready(void) { return rt__heap_retained_bytes() + rt__heap_metadata_bytes(); }
 
@@ -316,6 +326,7 @@ uint64_t rt__mapped_ready(void) { return rt__heap_retained_bytes() + rt__heap_me
 void rt__heap_check(void) {
     pthread_mutex_lock(&rt__heap.lock);
     rt__pages_check(rt__heap.pages);
+    rt__span_pools_check();
     size_t inuse = rt__pages_inuse(rt__heap.pages);
     if (inuse != rt__heap.pages_inuse_spans + H.in_flight)
         rt__fatal("heap check: page allocator has %zu pages in use, spans hold %zu and the scavenger %zu",

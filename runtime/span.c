@@ -1,6 +1,7 @@
 /* runtime/span.c -- span structures and their bitmaps.
  *
- * Owns: the off-heap pools for span structs and for allocBits/gcmarkBits,
+ * Owns: the pools for span structs and for allocBits/gcmarkBits (records
+ * in runtime/metapool.c's releasable pools),
  * span initialization, the allocation-cache slow path (Go's nextFreeIndex)
  * and mark-bit access.  The fast path twin is rt__span_next_free_fast in
  * include/rtgc/inline.h.
@@ -12,71 +13,81 @@
  * The pools are used with the heap lock held. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
-/* ---- span struct pool ------------------------------------------------------- */
+/* ---- pools (runtime/metapool.c) ---------------------------------------------- */
 
-#define SPAN_CHUNK_BYTES (256 << 10)
-static rt_span *span_free_list;
+#define MAX_BITMAP_WORDS (1024 / 64)
+
+static rt__metapool span_pool = {
+    .name = "span struct", .rec_bytes = sizeof(rt_span),
+    .link_off = offsetof(rt_span, next_free), .region_bytes = (size_t)4 << 30,
+};
+static rt__metapool bitmap_pool[MAX_BITMAP_WORDS + 1];   /* by size in 64-bit words */
 
 rt_span *rt__span_struct_alloc(void) {
-    if (!span_free_list) {
-        rt_span *chunk = rt__os_alloc(SPAN_CHUNK_BYTES);
-        if (!chunk) return NULL;
-        size_t n = SPAN_CHUNK_BYTES / sizeof(rt_span);
-        for (size_t i = 0; i < n; i++) {
-            chunk[i].next_free = span_free_list;
-            span_free_list = &chunk[i];
-        }
-    }
-    rt_span *s = span_free_list;
-    span_free_list = s->next_free;
-    memset(s, 0, sizeof *s);
-    pthread_mutex_init(&s->special_lock, NULL);
+    rt_span *s = rt__metapool_alloc(&span_pool);
+    if (s) pthread_mutex_init(&s->special_lock, NULL);
     return s;
 }
 
 void rt__span_struct_free(rt_span *s) {
     RT_ASSERT(s->state == RT_SPAN_DEAD);
-    s->next_free = span_free_list;
-    span_free_list = s;
+    rt__metapool_free(&span_pool, s);
 }
-
-/* ---- bitmap pool: free lists by size in 64-bit words (1..16) ------------- */
-
-#define MAX_BITMAP_WORDS (1024 / 64)
-#define BITMAP_CHUNK_BYTES (256 << 10)
-static uint64_t *bitmap_free[MAX_BITMAP_WORDS + 1];
-static uint8_t  *bitmap_bump, *bitmap_end;
 
 static uint8_t *bitmap_alloc(unsigned words) {
-    uint64_t *b = bitmap_free[words];
-    if (b) {
-        bitmap_free[words] = *(uint64_t **)b;
-    } else {
-        size_t bytes = (size_t)words * 8;
-        if (!bitmap_bump || bitmap_bump + bytes > bitmap_end) {
-            bitmap_bump = rt__os_alloc(BITMAP_CHUNK_BYTES);
-            if (!bitmap_bump) return NULL;
-            bitmap_end = bitmap_bump + BITMAP_CHUNK_BYTES;
-        }
-        b = (uint64_t *)bitmap_bump;
-        bitmap_bump += bytes;
-    }
-    memset(b, 0, (size_t)words * 8);
-    return (uint8_t *)b;
+    RT_ASSERT(words >= 1 && words <= MAX_BITMAP_WORDS);
+    rt__metapool *p = &bitmap_pool[words];
+    if (!p->name) *p = (rt__metapool){ .name = "span bitmap", .rec_bytes = (size_t)words * 8,
+                                       .region_bytes = (size_t)1 << 30 };
+    return rt__metapool_alloc(p);
 }
 
-static void bitmap_free_one(uint8_t *b, unsigned words) {
-    *(uint64_t **)b = bitmap_free[words];
-    bitmap_free[words] = (uint64_t *)b;
-}
+static void bitmap_free_one(uint8_t *b, unsigned words) { rt__metapool_free(&bitmap_pool[words], b); }
 
 void rt__span_release_bitmaps(rt_span *s) {
     if (s->alloc_bits) bitmap_free_one(s->alloc_bits, s->bitmap_words);
     if (s->mark_bits) bitmap_free_one(s->mark_bits, s->bitmap_words);
     if (s->header_bits) bitmap_free_one(s->header_bits, s->bitmap_words);
     s->alloc_bits = s->mark_bits = s->header_bits = NULL;
+}
+
+#define RELEASE_RUN_SLABS 64   /* per madvise call: 256 KiB with 4 KiB pages */
+
+/* Called by the scavenger and rt_free_os_memory.  Slabs are taken out of
+   use under the heap lock and released without it, like heap pages. */
+uint64_t rt__span_pools_release(void) {
+    uint64_t done = 0;
+    for (unsigned k = 0; k <= MAX_BITMAP_WORDS; k++) {
+        rt__metapool *p = k == 0 ? &span_pool : &bitmap_pool[k];
+        for (;;) {
+            void *start;
+            size_t bytes;
+            pthread_mutex_lock(&rt__heap.lock);
+            size_t n = rt__metapool_take_empty(p, RELEASE_RUN_SLABS, &start, &bytes);
+            pthread_mutex_unlock(&rt__heap.lock);
+            if (n == 0) break;
+            int rc = rt__os_release(start, bytes);
+            pthread_mutex_lock(&rt__heap.lock);
+            rt__metapool_return_empty(p, start, n, rc);
+            pthread_mutex_unlock(&rt__heap.lock);
+            if (rc < 0) break;
+            done += bytes;
+        }
+    }
+    return done;
+}
+
+void rt__span_pools_reset(void) {
+    rt__metapool_reset(&span_pool);
+    for (unsigned k = 1; k <= MAX_BITMAP_WORDS; k++) rt__metapool_reset(&bitmap_pool[k]);
+}
+
+void rt__span_pools_check(void) {
+    rt__metapool_check(&span_pool);
+    for (unsigned k = 1; k <= MAX_BITMAP_WORDS; k++) rt__metapool_check(&bitmap_pool[k]);
 }
 
 /* ---- initialization ------------------------------------------------------------ */
