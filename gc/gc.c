@@ -182,12 +182,13 @@ static void flush_p(rt_p *p) {
 
 /* Parked assists, Go's assist queue as a futex word: an assist in debt
    with nothing to scan sleeps on assist_wake until the workers publish
-   credit, a ragged flush asks, or the world is to stop (park_assist has
-   the bound).  It used to nap 20 us (70-80 us with the kernel's timer
-   slack) with nothing to cut the nap short, so a stop for mark
+   credit, a ragged flush asks, or the world restarts (park_assist has
+   the bound).  It sleeps counted as a stopped thread, so a stop for mark
    termination, which comes when the mark runs dry and assists are most
-   likely parked, waited up to that long for them: 30-80 us of pauses of
-   60-140 us in the pause benchmark. */
+   likely parked, does not wait for it to wake.  (It used to nap 20 us,
+   70-80 us with the kernel's timer slack, and then to be woken by the
+   stop: 30-80 us, then 10-40 us, of pauses of 60-140 us in the pause
+   benchmark.) */
 #define ASSIST_PARK_NS 1000000        /* the longest sleep of a parked assist */
 static uint32_t assist_wake;          /* bumped to wake the parked assists */
 static int assist_parked;             /* assists asleep on it, or about to be */
@@ -219,7 +220,7 @@ static void park_assist(rt_p *p, uint32_t seq) {
     if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !(rt__flags_load() & RT__FLAG_STOP) &&
         ld_relaxed(&rt__pacer.bg_credit) <= 0 && ld_acquire(&p->flush_epoch) == ld_acquire(&rt__flush_epoch) &&
         !ld_relaxed(&rt__gc_limiting))
-        rt__os_futex_wait(&assist_wake, seq, ASSIST_PARK_NS);
+        rt__sleep_as_stopped(&assist_wake, seq, ASSIST_PARK_NS);
     __atomic_sub_fetch(&assist_parked, 1, __ATOMIC_RELAXED);
 }
 
@@ -277,8 +278,9 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
     t->assist_credit += (int64_t)(done * bpw);
     /* Still in debt and no grey object at hand (the workers hold the
        frontier): park until they earn credit, as Go's gcParkAssist, so a
-       fast allocator cannot outrun the mark.  Parked at a safepoint: a
-       stop of the world (mark termination) ends the wait. */
+       fast allocator cannot outrun the mark.  Parked as a stopped
+       thread: a stop of the world (mark termination) goes ahead without
+       it, and the restart wakes it. */
     while (t->assist_credit < 0 && ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !ld_relaxed(&rt__gc_limiting)) {
         rt__park_if_stopping();
         uint32_t seq = __atomic_load_n(&assist_wake, __ATOMIC_ACQUIRE);

@@ -49,6 +49,26 @@ void rt__arena_set_spans(rt_span *s, uintptr_t base, size_t npages) {
     }
 }
 
+/* Heap lock held: the scavenger released [base, base + bytes), free
+   pages with no span.  Each page of an arena's span map covers 512 heap
+   pages, one chunk; a map page whose whole chunk was released holds only
+   NULLs, and it goes back too (after a dead spike, 64 KiB per arena).  A
+   later span there faults it in again as zeros; lock-free readers see
+   NULL either way, and writers hold the heap lock. */
+void rt__arena_release_map(uintptr_t base, size_t bytes) {
+    size_t ospage = rt__os_pagesize();
+    size_t per_page = ospage / sizeof(rt_span *);           /* map entries per OS page */
+    uintptr_t cover = (uintptr_t)per_page * RT_PAGE_SIZE;   /* heap bytes one map page covers */
+    if (ospage % sizeof(rt_span *) || RT_ARENA_BYTES % cover) return;
+    for (uintptr_t c = (base + cover - 1) & ~(cover - 1); c + cover <= base + bytes; c += cover) {
+        rt_arena *a = rt__arena_of(c);
+        if (!a) continue;
+        rt_span **first = &a->spans[(c >> RT_PAGE_SHIFT) % RT_PAGES_PER_ARENA];
+        for (size_t i = 0; i < per_page; i++) RT_ASSERT(first[i] == NULL);
+        (void)rt__os_release(first, ospage);
+    }
+}
+
 uintptr_t rt__find_object(uintptr_t p, rt_span **sp, uintptr_t *idxp) {
     rt_span *s = rt__span_of_heap(p);
     if (!s || p >= s->limit) return 0;

@@ -189,6 +189,7 @@ static inline rt_span *rt__span_of_heap(uintptr_t p) {         /* in-use span co
 }
 int       rt__arena_register(uintptr_t base, size_t bytes);
 void      rt__arena_set_spans(rt_span *s, uintptr_t base, size_t npages);
+void      rt__arena_release_map(uintptr_t base, size_t bytes);   /* heap lock held; released free pages */
 /* Find the object containing p: its base, span and slot index. 0 if p is not
    inside an allocated object. */
 uintptr_t rt__find_object(uintptr_t p, rt_span **sp, uintptr_t *idxp);
@@ -349,6 +350,7 @@ void rt__stop_the_world(const char *why);
 void rt__start_the_world(void);
 /* Park the calling thread if a stop is pending (safepoint slow path). */
 void rt__park_if_stopping(void);
+void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns);   /* a futex sleep that need not delay a stop */
 void rt__thread_stopped_locked(void);   /* world_lock held: a thread left RUNNING */
 void rt__capture_context(rt_thread *t);
 
@@ -373,7 +375,7 @@ void rt__gc_alloc_black(rt_span *s, uintptr_t slot);
 void rt__gc_charge_alloc(uint64_t bytes);
 void rt__gc_count_black(uint64_t bytes);
 void rt__gc_mark_alloc_hook(rt_p *p);
-void rt__gc_wake_assists(void);   /* credit was published, or the world is to stop */
+void rt__gc_wake_assists(void);   /* credit was published, a flush asked, or the world restarted */
 void rt__sweep_credit(uint64_t bytes);         /* proportional sweep (gc/sweep.c) */
 /* The GC CPU limiter is on: the collector is over its CPU budget (gc/limiter.c). */
 extern int rt__gc_limiting;

@@ -197,11 +197,21 @@ rt_span *rt__heap_alloc_span(size_t npages, unsigned spc, bool *zeroed) {
     size_t scav = 0;
     bool grew = false;
     uintptr_t base = rt__pages_alloc(rt__heap.pages, npages, &scav);
-    if (!base) {
-        if (heap_grow(npages) != 0) goto fail;
-        grew = true;
+    while (!base) {
+        if (heap_grow(npages) == 0) {
+            grew = true;
+            base = rt__pages_alloc(rt__heap.pages, npages, &scav);
+            if (!base) rt__fatal("page allocator found no room right after growing by %zu pages", npages);
+            break;
+        }
+        if (!H.in_flight) goto fail;
+        /* The OS gives no more, but the scavenger holds free pages while
+           the kernel releases them: they are not gone.  (Failing here sent
+           an allocation that fitted to the OOM handler.) */
+        pthread_mutex_unlock(&rt__heap.lock);
+        rt__heap_scav_wait_in_flight();
+        pthread_mutex_lock(&rt__heap.lock);
         base = rt__pages_alloc(rt__heap.pages, npages, &scav);
-        if (!base) rt__fatal("page allocator found no room right after growing by %zu pages", npages);
     }
     __atomic_sub_fetch(&H.released, (uint64_t)scav * RT_PAGE_SIZE, __ATOMIC_RELAXED);
     bool fresh = region_note_alloc(base, npages * RT_PAGE_SIZE);
@@ -267,7 +277,10 @@ void rt__heap_scav_return(uintptr_t base, size_t npages, int os_result) {
     bool released = os_result >= 0;
     rt__pages_scav_return(rt__heap.pages, base, npages, released);
     H.in_flight -= npages;
-    if (released) add_relaxed(&H.released, (uint64_t)npages * RT_PAGE_SIZE);
+    if (released) {
+        add_relaxed(&H.released, (uint64_t)npages * RT_PAGE_SIZE);
+        rt__arena_release_map(base, npages * RT_PAGE_SIZE);
+    }
     if (os_result == RT_OS_RELEASED_DIRTY) H.dirty_releases = true;
     pthread_mutex_unlock(&rt__heap.lock);
 }

@@ -196,6 +196,27 @@ void rt__park_if_stopping(void) {
     pthread_mutex_unlock(&rt__g.world_lock);
 }
 
+/* Sleep on a futex word (rt__os_futex_wait) counted as stopped, so a stop
+   of the world need not wake the sleeper: a parked assist (waking a
+   sleeping thread took 10-40 us of the mark-termination pause, which
+   comes when assists are most likely parked).  Its registers are captured
+   in this frame, which stays live while it sleeps, as a safepoint park's
+   are.  It goes on only once a stopped world runs again; the world's
+   restart wakes such sleepers (rt__start_the_world). */
+void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns) {
+    rt_thread *t = rt__tls_thread;
+    pthread_mutex_lock(&rt__g.world_lock);
+    rt__capture_context(t);
+    t->state = RT_T_STOPPED;
+    rt__thread_stopped_locked();
+    pthread_mutex_unlock(&rt__g.world_lock);
+    rt__os_futex_wait(word, val, timeout_ns);
+    pthread_mutex_lock(&rt__g.world_lock);
+    wait_world_running_locked();
+    t->state = RT_T_RUNNING;
+    pthread_mutex_unlock(&rt__g.world_lock);
+}
+
 void rt__safepoint_slow(void) {
     if (!rt__tls_thread) return;
     rt__park_if_stopping();
@@ -250,7 +271,6 @@ void rt__stop_the_world(const char *why) {
     }
     rt__g.stop_depth++;
     __atomic_fetch_or(&rt__flags.word, RT__FLAG_STOP, __ATOMIC_SEQ_CST);
-    rt__gc_wake_assists();   /* a parked assist stops at once instead of after its nap */
     /* The caller captured its own context if its stack is to be scanned;
        a blocking caller stays blocking. */
     if (self) {
@@ -284,4 +304,5 @@ void rt__start_the_world(void) {
     if (self) self->state = self->stw_prev_state;
     pthread_cond_broadcast(&rt__g.world_cond);
     pthread_mutex_unlock(&rt__g.world_lock);
+    rt__gc_wake_assists();   /* parked assists slept through the stop as stopped threads */
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -246,6 +247,38 @@ Test(scavenge, spans_freed_after_the_wake_are_released_without_another_wake) {
     cr_assert_eq(b.wakes, a.wakes, "no wake in between");
     cr_assert_leq(rss(), rss0 - 180 * MiB);
     for (int i = 48; i < 64; i++) rt__heap_free_span(sp[i]);
+    rt__heap_check();
+    stop();
+}
+
+/* A chunk released whole takes the page of its arena's span map with it
+   (mincore tells whether that page is resident); the map reads NULL there
+   and works again when a span comes back. */
+static bool resident(const void *p) {
+    uintptr_t page = (uintptr_t)p & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1);
+    unsigned char v = 0;
+    cr_assert_eq(mincore((void *)page, 1, &v), 0);
+    return v & 1;
+}
+
+Test(scavenge, a_released_chunk_releases_its_span_map_page) {
+    start(RT_GC_OFF, 0, NULL, false);
+    rt_span *s = rt__heap_alloc_span(1024, rt__spanclass(0, true), NULL);    /* 8 MiB: holds a whole chunk */
+    cr_assert_not_null(s);
+    uintptr_t c = (s->hot.base + RT_CHUNK_BYTES - 1) & ~(RT_CHUNK_BYTES - 1);
+    cr_assert_leq(c + RT_CHUNK_BYTES, s->hot.base + 1024 * RT_PAGE_SIZE);
+    rt_arena *a = rt__arena_of(c);
+    rt_span **entry = &a->spans[(c >> RT_PAGE_SHIFT) % RT_PAGES_PER_ARENA];
+    cr_assert_eq(*entry, s);
+    cr_assert(resident(entry), "the map page of a live span is not resident");
+    rt__heap_free_span(s);
+    rt_free_os_memory();
+    cr_assert_not(resident(entry), "the span map page of a released chunk is still resident");
+    cr_assert_null(rt__span_of(c + 100));
+    s = rt__heap_alloc_span(1024, rt__spanclass(0, true), NULL);
+    cr_assert_not_null(s);
+    cr_assert_eq(rt__span_of(s->hot.base + 5 * RT_CHUNK_BYTES / 4), s, "the map lost an entry after its page came back");
+    rt__heap_free_span(s);
     rt__heap_check();
     stop();
 }
