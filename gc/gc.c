@@ -198,7 +198,7 @@ static uint32_t assist_wake;          /* bumped to wake the parked assists */
 static int assist_parked;             /* assists asleep on it, or about to be */
 
 void rt__gc_wake_assists(void) {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* the credit or the stop flag before the look at the sleepers */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* the credit, the flush request or the restart before the look at the sleepers */
     if (!ld_relaxed(&assist_parked)) return;
     add_relaxed(&assist_wake, 1);
     rt__os_futex_wake_all(&assist_wake);

@@ -105,7 +105,7 @@ typedef struct rt__metapool {
     char         *base;              /* the reserved region; slab i at base + i * slab_bytes */
     rt__metaslab *slabs;
     uint64_t     *has_free, *empty;  /* bit per slab */
-    size_t        slab_bytes, max_slabs, nslabs, hint, inuse, side_bytes;
+    size_t        slab_bytes, max_slabs, nslabs, hint, inuse;
     unsigned      per_slab;
     uint64_t      resident_bytes;
 } rt__metapool;

@@ -68,7 +68,6 @@ static int pool_init(rt__metapool *p) {
     p->slabs = (rt__metaslab *)(void *)s;
     p->has_free = (uint64_t *)(void *)(s + p->max_slabs * sizeof(rt__metaslab));
     p->empty = p->has_free + words;
-    p->side_bytes = side;
     p->base = r;
     return 0;
 }
@@ -186,9 +185,9 @@ void rt__metapool_return_empty(rt__metapool *p, void *start, size_t n, int os_re
 void rt__metapool_reset(rt__metapool *p) {
     if (!p->base) return;
     if (p->nslabs) (void)rt__os_release(p->base, p->nslabs * p->slab_bytes);
-    memset(p->slabs, 0, p->nslabs * sizeof(rt__metaslab));
-    memset(p->has_free, 0, (p->max_slabs + 63) / 64 * 8);
-    memset(p->empty, 0, (p->max_slabs + 63) / 64 * 8);
+    size_t words = (p->nslabs + 63) / 64;   /* no bit is set past the committed slabs */
+    memset(p->has_free, 0, words * 8);
+    memset(p->empty, 0, words * 8);
     for (size_t i = 0; i < p->nslabs; i++) {
         p->slabs[i] = (rt__metaslab){ .nfree = (uint16_t)p->per_slab, .state = SLAB_RELEASED };
         bit_set(p->has_free, i);
@@ -218,7 +217,7 @@ void rt__metapool_check(const rt__metapool *p) {
         if (sl->nfree != p->per_slab - sl->bump + listed)
             rt__fatal("%s pool: slab %zu counts %u free, holds %zu", p->name, i, sl->nfree,
                       p->per_slab - sl->bump + listed);
-        bool want_free = sl->nfree > 0 && sl->state != SLAB_RELEASING;
+        bool want_free = sl->nfree > 0;
         bool want_empty = sl->nfree == p->per_slab && sl->state == SLAB_RESIDENT;
         if (bit_get(p->has_free, i) != want_free || bit_get(p->empty, i) != want_empty)
             rt__fatal("%s pool: slab %zu's bitmaps disagree with its count", p->name, i);

@@ -24,7 +24,11 @@ static rt__metapool span_pool = {
     .name = "span struct", .rec_bytes = sizeof(rt_span),
     .link_off = offsetof(rt_span, next_free), .region_bytes = (size_t)4 << 30,
 };
-static rt__metapool bitmap_pool[MAX_BITMAP_WORDS + 1];   /* by size in 64-bit words */
+static rt__metapool bitmap_pool[MAX_BITMAP_WORDS + 1];   /* by size in 64-bit words; [0] unused */
+
+/* Pool k: 0 is the span struct pool, 1..MAX_BITMAP_WORDS the bitmap pools. */
+#define NPOOLS (MAX_BITMAP_WORDS + 1)
+static rt__metapool *pool_at(unsigned k) { return k == 0 ? &span_pool : &bitmap_pool[k]; }
 
 rt_span *rt__span_struct_alloc(void) {
     rt_span *s = rt__metapool_alloc(&span_pool);
@@ -60,8 +64,8 @@ void rt__span_release_bitmaps(rt_span *s) {
    use under the heap lock and released without it, like heap pages. */
 uint64_t rt__span_pools_release(void) {
     uint64_t done = 0;
-    for (unsigned k = 0; k <= MAX_BITMAP_WORDS; k++) {
-        rt__metapool *p = k == 0 ? &span_pool : &bitmap_pool[k];
+    for (unsigned k = 0; k < NPOOLS; k++) {
+        rt__metapool *p = pool_at(k);
         for (;;) {
             void *start;
             size_t bytes;
@@ -81,13 +85,11 @@ uint64_t rt__span_pools_release(void) {
 }
 
 void rt__span_pools_reset(void) {
-    rt__metapool_reset(&span_pool);
-    for (unsigned k = 1; k <= MAX_BITMAP_WORDS; k++) rt__metapool_reset(&bitmap_pool[k]);
+    for (unsigned k = 0; k < NPOOLS; k++) rt__metapool_reset(pool_at(k));
 }
 
 void rt__span_pools_check(void) {
-    rt__metapool_check(&span_pool);
-    for (unsigned k = 1; k <= MAX_BITMAP_WORDS; k++) rt__metapool_check(&bitmap_pool[k]);
+    for (unsigned k = 0; k < NPOOLS; k++) rt__metapool_check(pool_at(k));
 }
 
 /* ---- initialization ------------------------------------------------------------ */

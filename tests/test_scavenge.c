@@ -101,6 +101,13 @@ static uint64_t collect(void) {
     return s.next_gc;
 }
 
+/* 50 ms with the P handed back, so a collection need not wait for us. */
+static void nap_blocking(void) {
+    rt_enter_blocking();
+    usleep(50000);
+    rt_exit_blocking();
+}
+
 /* Write one byte per OS page so the memory is really resident. */
 static void touch(void *p, size_t n) {
     for (size_t i = 0; i < n; i += 4096) ((volatile char *)p)[i] = 1;
@@ -173,17 +180,13 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     while (secs() < t_end + 0.5) {
         last = rss();
         if (last <= target) { t_hit = secs() - t0; break; }
-        rt_enter_blocking();
-        usleep(50000);
-        rt_exit_blocking();
+        nap_blocking();
     }
     /* The spike's span structs and bitmaps go back too, in the same
        rounds (they are released before the heap pages of each round). */
     uint64_t meta = rt__metapool_resident_total();
     while (meta > meta_peak / 4 && secs() < t_end) {
-        rt_enter_blocking();
-        usleep(50000);
-        rt_exit_blocking();
+        nap_blocking();
         meta = rt__metapool_resident_total();
     }
     double t1 = secs();
