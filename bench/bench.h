@@ -23,7 +23,8 @@
  *     bench_alloc_generic always takes the general out-of-line one.
  *   - Memory from the GC backends is zeroed; malloc memory is not, so a
  *     suite that needs NULL fields writes them when BENCH_ZEROED is 0.
- *   - bench_free is a no-op for the GC backends (BENCH_FREES == 0).
+ *   - bench_free is a no-op for the GC backends (BENCH_FREES == 0);
+ *     bench_collect runs a full collection (a no-op for malloc).
  *   - Loops that allocate nothing for long (tree walks) call
  *     bench_safepoint, as a VM polls at back-edges: rtgc stops a thread
  *     only at a poll or an allocation.
@@ -145,6 +146,7 @@ static inline void bench_blocking_end(void) { rt_exit_blocking(); }
    (and at allocations), where Boehm and Go interrupt them with signals. */
 #define bench_safepoint() rt_safepoint()
 static inline void bench_free(void *p) { (void)p; }
+static inline void bench_collect(void) { rt_gc(); }     /* a full cycle, swept */
 static inline void bench_root(void **slot) { rt_root_add(slot); }
 /* An array of n pointer slots outside the heap, registered as a precise root. */
 static inline void **bench_root_array(size_t n) {
@@ -199,6 +201,7 @@ static inline void bench_blocking_end(void) {}
 #define bench_store(slot, val) (*(void **)(slot) = (void *)(val))
 #define bench_safepoint() ((void)0)
 static inline void bench_free(void *p) { (void)p; }
+static inline void bench_collect(void) { GC_gcollect(); }   /* sweeping stays lazy */
 /* Static data of a statically linked program is scanned by Boehm already. */
 static inline void bench_root(void **slot) { (void)slot; }
 static inline void **bench_root_array(size_t n) {
@@ -243,6 +246,7 @@ BENCH_INLINE void *bench__malloc(size_t size) {
 #define bench_store(slot, val) (*(void **)(slot) = (void *)(val))
 #define bench_safepoint() ((void)0)
 static inline void bench_free(void *p) { free(p); }
+static inline void bench_collect(void) {}
 static inline void bench_root(void **slot) { (void)slot; }
 static inline void **bench_root_array(size_t n) {
     void **a = calloc(n, sizeof(void *));

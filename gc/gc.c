@@ -63,11 +63,15 @@ static struct {
             if (t_ && t_->state == RT_T_RUNNING) {                            \
                 rt__capture_context(t_);                                      \
                 t_->state = RT_T_STOPPED;                                     \
+                add_relaxed(&rt__g.p_parked, 1);                              \
                 rt__thread_stopped_locked();                                  \
             }                                                                 \
             pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);          \
         }                                                                     \
-        if (t_ && t_->state == RT_T_STOPPED) t_->state = RT_T_RUNNING;        \
+        if (t_ && t_->state == RT_T_STOPPED) {                                \
+            t_->state = RT_T_RUNNING;                                         \
+            add_relaxed(&rt__g.p_parked, -1);                                 \
+        }                                                                     \
     } while (0)
 
 /* world_lock held. */

@@ -21,9 +21,22 @@ void        rt__work_begin(bool stw);
 bool        rt__work_join(void);                /* false: that drain is already over */
 void        rt__work_finish(void);
 bool        rt__work_wait_quiescent(uint64_t timeout_ns); /* all workers waiting, list empty */
-void        rt__gcwork_put(rt_gcwork *w, uintptr_t item);
+void        rt__gcwork_put_slow(rt_gcwork *w, uintptr_t item);
 uintptr_t   rt__gcwork_get(rt_gcwork *w);       /* blocks; 0 when the drain is over */
-uintptr_t   rt__gcwork_tryget(rt_gcwork *w);    /* never blocks; 0 if no work at hand */
+uintptr_t   rt__gcwork_tryget_slow(rt_gcwork *w);
+extern int  rt__work_nwaiting;
+/* Inline twins for the common case, which touches only w's primary buffer;
+   the slow paths swap and publish buffers and share with waiting markers. */
+static inline void rt__gcwork_put(rt_gcwork *w, uintptr_t item) {
+    rt_workbuf *b = w->primary;
+    if (RT_LIKELY(b && b->n < RT_WORKBUF_ITEMS && !ld_relaxed(&rt__work_nwaiting))) b->item[b->n++] = item;
+    else rt__gcwork_put_slow(w, item);
+}
+static inline uintptr_t rt__gcwork_tryget(rt_gcwork *w) {   /* never blocks; 0 if no work at hand */
+    rt_workbuf *b = w->primary;
+    if (RT_LIKELY(b && b->n)) return b->item[--b->n];
+    return rt__gcwork_tryget_slow(w);
+}
 void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global list */
 /* Go's gcw.balance: when the global list is empty, publish part of w so
    other workers and assists are not left waiting while w holds plenty. */

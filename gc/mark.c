@@ -90,7 +90,8 @@ static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
     return !(ld_relaxed(&s->alloc_bits[idx / 8]) & (1u << (idx % 8)));
 }
 
-void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uintptr_t from_slot) {
+static inline __attribute__((always_inline)) void shade(rt_gcwork *w, uintptr_t p, bool precise,
+                                                      uintptr_t from_obj, uintptr_t from_slot) {
     rt_span *s = rt__span_of_heap(p);
     if (!s || p >= s->limit) return;
     uintptr_t idx = rt__span_obj_index(s, p);
@@ -109,11 +110,15 @@ void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uint
     rt__gcwork_put(w, obj);
 }
 
+void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uintptr_t from_slot) {
+    shade(w, p, precise, from_obj, from_slot);
+}
+
 /* One candidate found in a slot: shade it, or hand it to checkmark. */
 static inline void found(rt_visitor *v, uintptr_t val, bool precise, uintptr_t slot) {
     if (val < 4096) return;
     if (RT_UNLIKELY(v->edge != NULL)) { v->edge(v, val, precise); return; }
-    rt__shade(v->w, val, precise, v->obj, slot);
+    shade(v->w, val, precise, v->obj, slot);   /* inline: the marker's inner loop */
 }
 
 /* Stacks are read word by word, redzones included: the sanitizer would
@@ -199,8 +204,10 @@ static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, 
 }
 
 static void scan_item(rt_gcwork *w, uintptr_t item) {
-    rt_span *s = rt__span_of_heap(item);
-    RT_ASSERT(s != NULL);
+    /* Only shade queues items, after validating them, and no span is freed
+       during a mark: the page's span needs no second validation. */
+    rt_span *s = rt__span_of(item);
+    RT_ASSERT(s != NULL && s == rt__span_of_heap(item));
     uintptr_t idx = rt__span_obj_index(s, item);
     rt_visitor v = { .w = w, .obj = s->hot.base + idx * s->hot.elemsize };
     scan_part(&v, s, idx, v.obj, item, true);
@@ -316,10 +323,13 @@ static void sleep_ns(uint64_t ns) {
 }
 
 /* Idle marking: rtgc has no scheduler, so "a P with nothing to do" is
-   read as "fewer threads are running than there are CPUs": running Ps plus
-   the dedicated and fractional workers. */
+   read as "fewer threads are running than there are CPUs": Ps held by
+   threads not asleep in rt_gc or a parked assist, plus the dedicated and
+   fractional workers. */
+static int ps_on_cpu(void) { return ld_relaxed(&rt__g.p_running) - ld_relaxed(&rt__g.p_parked); }
+
 static bool cpus_busy(void) {
-    int busy = ld_relaxed(&rt__g.p_running) + M.dedicated + (M.fractional_cpu > 0);
+    int busy = ps_on_cpu() + M.dedicated + (M.fractional_cpu > 0);
     return busy >= rt__ncpu();
 }
 
@@ -354,7 +364,7 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
             on_idle_cpu = false;
             uint64_t used = now - c0 - *idle_ns, wall = rt__nanotime() - M.job_start_ns;
             if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
-                if (ld_relaxed(&rt__g.p_running) + M.dedicated < rt__ncpu()) {
+                if (ps_on_cpu() + M.dedicated < rt__ncpu()) {
                     on_idle_cpu = true;
                 } else {
                     nap = (uint64_t)((double)used / M.fractional_cpu) - wall;

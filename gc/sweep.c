@@ -15,7 +15,7 @@
  *   - allocBits := gcmarkBits; the old allocBits are cleared and become
  *     the next cycle's mark bits (the swap Go does, without its rotating
  *     bitmap arenas: nothing reads a span's old bits once it is swept);
- *   - freeindex := 0, the allocation cache is reloaded, needzero is set if
+ *   - freeindex := the first free slot, the allocation cache is reloaded, needzero is set if
  *     anything was freed, and the span is published swept (sweepgen h);
  *   - unless the caller keeps it (preserve), an empty span returns its
  *     pages to the heap, a full one goes to the swept-full set, others to
@@ -71,6 +71,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
     uint64_t *alloc = (uint64_t *)s->alloc_bits, *mark = (uint64_t *)s->mark_bits;
     unsigned fi = s->hot.freeindex, n = s->hot.nelems;
     size_t nalloc = 0;
+    unsigned first_free = n;
     for (unsigned wd = 0; wd < s->bitmap_words; wd++) {
         /* Allocated: below freeindex, or allocBit set. */
         uint64_t below = 0;
@@ -94,17 +95,21 @@ void rt__sweep_span(rt_span *s, bool preserve) {
             }
         }
         nalloc += (size_t)__builtin_popcountll(mark[wd]);
+        if (first_free == n && (~mark[wd] & valid)) first_free = lo + (unsigned)__builtin_ctzll(~mark[wd] & valid);
         if (s->header_bits) ((uint64_t *)s->header_bits)[wd] &= mark[wd];
     }
     size_t nfreed = s->hot.alloc_count - nalloc;
     s->hot.alloc_count = (uint16_t)nalloc;
-    s->hot.freeindex = 0;
-    s->freeindex_for_scan = 0;
+    /* Starting at the first free slot lets the marker trust every slot
+       of a full span from freeindex_for_scan alone, without reading the
+       allocation bits. */
+    s->hot.freeindex = (uint16_t)first_free;
+    s->freeindex_for_scan = (uint16_t)first_free;
     uint8_t *old = s->alloc_bits;
     s->alloc_bits = s->mark_bits;
     memset(old, 0, (size_t)s->bitmap_words * 8);
     s->mark_bits = old;
-    rt__span_refill_cache(s, 0);
+    rt__span_prime_cache(s);
     if (nfreed) {
         s->hot.needzero = 1;
         add_relaxed(&rt__heap.total_free_objs, (uint64_t)nfreed);

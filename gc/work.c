@@ -24,9 +24,11 @@ static struct {
     pthread_cond_t  quiet;        /* the driver waits here for quiescence */
     rt_workbuf     *full, *empty;
     size_t          nfull;
-    int             nmarkers, nwaiting;
+    int             nmarkers;
     bool            stw, done;
 } G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .quiet = PTHREAD_COND_INITIALIZER };
+
+int rt__work_nwaiting;   /* markers waiting for work: put shares a buffer when nonzero */
 
 #define WORKBUF_CHUNK (64 << 10)
 static void **chunks;            /* chunk list for destroy */
@@ -66,7 +68,7 @@ void rt__work_destroy(void) {
 void rt__work_begin(bool stw) {
     pthread_mutex_lock(&G.lock);
     G.nmarkers = 0;
-    st_relaxed(&G.nwaiting, 0);   /* assists may already read it: the world runs */
+    st_relaxed(&rt__work_nwaiting, 0);   /* assists may already read it: the world runs */
     G.stw = stw;
     G.done = false;
     pthread_mutex_unlock(&G.lock);
@@ -91,7 +93,7 @@ void rt__work_finish(void) {
 }
 
 /* Lock held: every joined marker waits and no full buffer is queued. */
-static bool quiescent_locked(void) { return G.nwaiting == G.nmarkers && !G.full; }
+static bool quiescent_locked(void) { return rt__work_nwaiting == G.nmarkers && !G.full; }
 
 bool rt__work_wait_quiescent(uint64_t timeout_ns) {
     struct timespec ts;
@@ -110,13 +112,13 @@ bool rt__work_wait_quiescent(uint64_t timeout_ns) {
 
 void rt__work_pause_begin(void) {
     pthread_mutex_lock(&G.lock);
-    if (add_relaxed(&G.nwaiting, 1) == G.nmarkers) pthread_cond_broadcast(&G.quiet);
+    if (add_relaxed(&rt__work_nwaiting, 1) == G.nmarkers) pthread_cond_broadcast(&G.quiet);
     pthread_mutex_unlock(&G.lock);
 }
 
 void rt__work_pause_end(void) {
     pthread_mutex_lock(&G.lock);
-    add_relaxed(&G.nwaiting, -1);
+    add_relaxed(&rt__work_nwaiting, -1);
     pthread_mutex_unlock(&G.lock);
 }
 
@@ -134,7 +136,7 @@ static void push_full(rt_workbuf *b) {
     b->next = G.full;
     st_relaxed(&G.full, b);   /* read without the lock by tryget */
     G.nfull++;
-    if (G.nwaiting) pthread_cond_signal(&G.cond);
+    if (rt__work_nwaiting) pthread_cond_signal(&G.cond);
     pthread_mutex_unlock(&G.lock);
 }
 
@@ -145,7 +147,7 @@ static rt_workbuf *take_empty(void) {
     return b;
 }
 
-void rt__gcwork_put(rt_gcwork *w, uintptr_t item) {
+void rt__gcwork_put_slow(rt_gcwork *w, uintptr_t item) {
     rt_workbuf *b = w->primary;
     if (RT_UNLIKELY(!b)) b = w->primary = take_empty();
     if (RT_UNLIKELY(b->n == RT_WORKBUF_ITEMS)) {
@@ -162,7 +164,7 @@ void rt__gcwork_put(rt_gcwork *w, uintptr_t item) {
     }
     b->item[b->n++] = item;
     /* Someone is idle and we hold plenty: share a buffer. */
-    if (RT_UNLIKELY(ld_relaxed(&G.nwaiting) > 0) && w->secondary && w->secondary->n > 0) {
+    if (RT_UNLIKELY(ld_relaxed(&rt__work_nwaiting) > 0) && w->secondary && w->secondary->n > 0) {
         push_full(w->secondary);
         w->secondary = NULL;
     }
@@ -212,7 +214,7 @@ static void take_full_locked(rt_gcwork *w) {
     w->primary = f;
 }
 
-uintptr_t rt__gcwork_tryget(rt_gcwork *w) {
+uintptr_t rt__gcwork_tryget_slow(rt_gcwork *w) {
     uintptr_t item = local_get(w);
     if (item || !ld_relaxed(&G.full)) return item;
     pthread_mutex_lock(&G.lock);
@@ -229,8 +231,8 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
         for (;;) {
             if (G.full) { take_full_locked(w); break; }
             if (G.done) { pthread_mutex_unlock(&G.lock); return 0; }
-            add_relaxed(&G.nwaiting, 1);   /* read without the lock by put */
-            if (G.nwaiting == G.nmarkers) {
+            add_relaxed(&rt__work_nwaiting, 1);   /* read without the lock by put */
+            if (rt__work_nwaiting == G.nmarkers) {
                 if (G.stw) {
                     G.done = true;
                     pthread_cond_broadcast(&G.cond);
@@ -240,7 +242,7 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
                 pthread_cond_broadcast(&G.quiet);
             }
             pthread_cond_wait(&G.cond, &G.lock);
-            add_relaxed(&G.nwaiting, -1);
+            add_relaxed(&rt__work_nwaiting, -1);
         }
         pthread_mutex_unlock(&G.lock);
     }

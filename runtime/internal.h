@@ -126,6 +126,7 @@ void      rt__span_pools_reset(void);     /* heap destroyed: every record is fre
 void      rt__span_pools_check(void);     /* heap lock held */
 uintptr_t rt__span_next_free(rt_span *s);              /* slow path: refill the cache; 0 when full */
 void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
+void      rt__span_prime_cache(rt_span *s);   /* the cache from freeindex (any slot, or nelems) */
 bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
 bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);
 /* Atomic; true if it was unmarked.  The plain load first skips the locked
@@ -336,6 +337,7 @@ typedef struct rt_global {
     rt_p           *all_ps, *idle_ps;
     int             nps;
     int             p_running;    /* Ps held by running threads (idle marking reads it) */
+    int             p_parked;     /* of those, threads asleep holding their P (rt_gc, parked assists) */
     int             stop_depth;   /* >0 while the world is stopped */
     uint64_t        stop_epoch;
     void          (*oom_fn)(size_t, void *);

@@ -64,13 +64,6 @@ static rt_span *pop_locked(rt_mcentral *c, rt_spanset *ss) {
     return s;
 }
 
-/* Prime the allocation cache at freeindex (it need not be 64-aligned). */
-static void prime_cache(rt_span *s) {
-    unsigned fi = s->hot.freeindex;
-    rt__span_refill_cache(s, (fi & ~63u) / 8);
-    s->hot.alloc_cache >>= fi % 64;
-}
-
 rt_span *rt__mcentral_cache_span(rt_mcentral *c) {
     rt__sweep_credit(rt__class_to_npages[rt__spanclass_size(c->spanclass)] * RT_PAGE_SIZE);
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
@@ -100,7 +93,7 @@ rt_span *rt__mcentral_cache_span(rt_mcentral *c) {
         s = rt__heap_alloc_span(rt__class_to_npages[cls], c->spanclass, NULL);
         if (!s) return NULL;
     } else {
-        prime_cache(s);   /* slots below freeindex stay allocated */
+        rt__span_prime_cache(s);   /* slots below freeindex stay allocated */
     }
     RT_CHECK(rt__span_check(s));
     return s;

@@ -208,12 +208,14 @@ void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns) {
     pthread_mutex_lock(&rt__g.world_lock);
     rt__capture_context(t);
     t->state = RT_T_STOPPED;
+    add_relaxed(&rt__g.p_parked, 1);   /* its CPU is free for idle marking */
     rt__thread_stopped_locked();
     pthread_mutex_unlock(&rt__g.world_lock);
     rt__os_futex_wait(word, val, timeout_ns);
     pthread_mutex_lock(&rt__g.world_lock);
     wait_world_running_locked();
     t->state = RT_T_RUNNING;
+    add_relaxed(&rt__g.p_parked, -1);
     pthread_mutex_unlock(&rt__g.world_lock);
 }
 

@@ -141,6 +141,13 @@ void rt__span_refill_cache(rt_span *s, unsigned whichbyte) {
     s->hot.alloc_cache = ~v;
 }
 
+void rt__span_prime_cache(rt_span *s) {
+    unsigned fi = s->hot.freeindex;
+    if (fi >= s->hot.nelems) { s->hot.alloc_cache = 0; return; }   /* full: the refill would read past the bitmap */
+    rt__span_refill_cache(s, (fi & ~63u) / 8);
+    s->hot.alloc_cache >>= fi % 64;
+}
+
 uintptr_t rt__span_next_free(rt_span *s) {
     unsigned n = s->hot.nelems;
     unsigned sfi = s->hot.freeindex;

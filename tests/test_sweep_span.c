@@ -86,6 +86,42 @@ Test(sweep, marks_become_exactly_the_allocation_bits) {
     for (unsigned i = 0; i < n; i++) cr_assert_eq(!rt__span_is_free(s, i), keep[i], "slot %u", i);
 }
 
+/* Sweep starts the span at its first free slot (so the marker can trust a
+   full span from freeindex_for_scan alone), the allocation cache agrees
+   with it wherever that slot falls in its 64-slot word, and a span with
+   every slot marked starts full. */
+Test(sweep, freeindex_starts_at_the_first_free_slot) {
+    rt_span *s = full_span(1);   /* 1024 slots of 8 bytes */
+    unsigned n = s->hot.nelems;
+    const unsigned firsts[] = { 0, 1, 63, 64, 65, 500, 1023 };
+    for (unsigned f = 0; f < sizeof firsts / sizeof firsts[0]; f++) {
+        unsigned first = firsts[f];
+        /* Every slot below first is marked, first is not, some after are. */
+        for (unsigned i = 0; i < n; i++)
+            if (i < first || (i > first && i % 3 == 0)) rt__span_set_mark(s, i);
+        own_for_sweep(s);
+        rt__sweep_span(s, true);
+        cr_assert_eq(s->hot.freeindex, first, "first free slot %u", first);
+        cr_assert_eq(s->freeindex_for_scan, first);
+        RT_CHECK(rt__span_check(s));
+        /* The next allocations are exactly the free slots from first on. */
+        for (unsigned i = first, k = 0; i < n && k < 70; i++) {
+            if (i != first && i % 3 == 0) continue;
+            cr_assert_eq(rt__span_next_free(s), s->hot.base + (uintptr_t)i * 8, "after first=%u, slot %u", first, i);
+            k++;
+        }
+        while (rt__span_next_free(s) != 0) {}
+        cr_assert_eq(s->hot.alloc_count, n);
+    }
+    for (unsigned i = 0; i < n; i++) rt__span_set_mark(s, i);
+    own_for_sweep(s);
+    rt__sweep_span(s, true);
+    cr_assert_eq(s->hot.freeindex, n, "every slot survived: the span starts full");
+    cr_assert_eq(s->freeindex_for_scan, n);
+    cr_assert_eq(rt__span_next_free(s), 0);
+    RT_CHECK(rt__span_check(s));
+}
+
 Test(sweep, an_empty_span_returns_its_pages) {
     rt_span *s = full_span(40);   /* 2688 B, 1 page */
     uintptr_t base = s->hot.base;
