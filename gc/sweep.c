@@ -15,8 +15,9 @@
  *   - allocBits := gcmarkBits; the old allocBits are cleared and become
  *     the next cycle's mark bits (the swap Go does, without its rotating
  *     bitmap arenas: nothing reads a span's old bits once it is swept);
- *   - freeindex := the first free slot, the allocation cache is reloaded, needzero is set if
- *     anything was freed, and the span is published swept (sweepgen h);
+ *   - freeindex := the first free slot, the allocation cache is reloaded,
+ *     needzero is set if anything was freed, and the span is published
+ *     swept (sweepgen h);
  *   - unless the caller keeps it (preserve), an empty span returns its
  *     pages to the heap, a full one goes to the swept-full set, others to
  *     swept-partial.  Dead large objects return their pages.
