@@ -60,18 +60,10 @@ static struct {
 #define WAIT_AS_STOPPED(pred) do {                                            \
         rt_thread *t_ = rt__tls_thread;                                       \
         while (!(pred) || rt__g.stop_depth > 0) {                            \
-            if (t_ && t_->state == RT_T_RUNNING) {                            \
-                rt__capture_context(t_);                                      \
-                t_->state = RT_T_STOPPED;                                     \
-                add_relaxed(&rt__g.p_parked, 1);                              \
-                rt__thread_stopped_locked();                                  \
-            }                                                                 \
+            if (t_ && t_->state == RT_T_RUNNING) rt__thread_sleep_begin_locked(t_); \
             pthread_cond_wait(&rt__g.world_cond, &rt__g.world_lock);          \
         }                                                                     \
-        if (t_ && t_->state == RT_T_STOPPED) {                                \
-            t_->state = RT_T_RUNNING;                                         \
-            add_relaxed(&rt__g.p_parked, -1);                                 \
-        }                                                                     \
+        if (t_ && t_->state == RT_T_STOPPED) rt__thread_sleep_end_locked(t_); \
     } while (0)
 
 /* world_lock held. */

@@ -354,6 +354,11 @@ void rt__start_the_world(void);
 void rt__park_if_stopping(void);
 void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns);   /* a futex sleep that need not delay a stop */
 void rt__thread_stopped_locked(void);   /* world_lock held: a thread left RUNNING */
+/* world_lock held: the calling thread goes to sleep holding its P, counted
+   as stopped (a stop need not wait for it) and as off its CPU (idle marking
+   may use it); sleep_end undoes both. */
+void rt__thread_sleep_begin_locked(rt_thread *t);
+void rt__thread_sleep_end_locked(rt_thread *t);
 void rt__capture_context(rt_thread *t);
 
 /* ---- Entry points the allocator calls in gc/ ----------------------------- */

@@ -203,19 +203,27 @@ void rt__park_if_stopping(void) {
    in this frame, which stays live while it sleeps, as a safepoint park's
    are.  It goes on only once a stopped world runs again; the world's
    restart wakes such sleepers (rt__start_the_world). */
+void rt__thread_sleep_begin_locked(rt_thread *t) {
+    rt__capture_context(t);
+    t->state = RT_T_STOPPED;
+    add_relaxed(&rt__g.p_parked, 1);
+    rt__thread_stopped_locked();
+}
+
+void rt__thread_sleep_end_locked(rt_thread *t) {
+    t->state = RT_T_RUNNING;
+    add_relaxed(&rt__g.p_parked, -1);
+}
+
 void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns) {
     rt_thread *t = rt__tls_thread;
     pthread_mutex_lock(&rt__g.world_lock);
-    rt__capture_context(t);
-    t->state = RT_T_STOPPED;
-    add_relaxed(&rt__g.p_parked, 1);   /* its CPU is free for idle marking */
-    rt__thread_stopped_locked();
+    rt__thread_sleep_begin_locked(t);
     pthread_mutex_unlock(&rt__g.world_lock);
     rt__os_futex_wait(word, val, timeout_ns);
     pthread_mutex_lock(&rt__g.world_lock);
     wait_world_running_locked();
-    t->state = RT_T_RUNNING;
-    add_relaxed(&rt__g.p_parked, -1);
+    rt__thread_sleep_end_locked(t);
     pthread_mutex_unlock(&rt__g.world_lock);
 }
 
