@@ -17,11 +17,9 @@
 #include <string.h>
 
 void rt__wbuf_flush(rt_p *p) {
-    for (unsigned i = 0; i < p->wbuf_n; i++) {
-        uintptr_t v = p->wbuf[i];
-        if (v >= 4096) rt__shade(&p->gcw, v, false, 0, 0);
-    }
+    for (unsigned i = 0; i < p->wbuf_n; i++) rt__shade(&p->gcw, p->wbuf[i], false, 0, 0);   /* no small values */
     p->wbuf_n = 0;
+    rt__gcwork_balance(&p->gcw);   /* idle markers need not wait for this P to fill a buffer */
 }
 
 static rt_p *barrier_p(const char *call) {
@@ -32,17 +30,21 @@ static rt_p *barrier_p(const char *call) {
     return (rt_p *)c;
 }
 
+/* NULL and small integers are dropped here rather than at the flush: most
+   stores initialize fresh objects, whose old value is NULL. */
 static inline void record(rt_p *p, uintptr_t old, uintptr_t val) {
     if (RT_UNLIKELY(p->wbuf_n + 2 > RT_WBUF_ENTRIES)) rt__wbuf_flush(p);
-    p->wbuf[p->wbuf_n++] = old;
-    p->wbuf[p->wbuf_n++] = val;
+    p->wbuf[p->wbuf_n] = old;
+    p->wbuf_n += old >= 4096;
+    p->wbuf[p->wbuf_n] = val;
+    p->wbuf_n += val >= 4096;
 }
 
 void rt__store_slow(void *slot, void *value) {
     if (ld_relaxed(&rt__flags.word) & RT__FLAG_WB) {
         rt_p *p = barrier_p("rt_store");
         record(p, ld_relaxed((uintptr_t *)slot), (uintptr_t)value);
-        rt__gc_answer_flush(p);
+        if (RT_UNLIKELY(ld_relaxed(&p->flush_epoch) != ld_acquire(&rt__flush_epoch))) rt__gc_answer_flush(p);
     }
     st_release((void **)slot, value);
 }

@@ -309,6 +309,7 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
 static void prepare_ps_for_mark(bool concurrent) {
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
         rt_mcache *c = &p->mcache;
+        rt__gcwork_forget_hint(&p->gcw);   /* belt and braces: the last mark's flush_p forgot it */
         if (!concurrent) { rt__mcache_release_all(c); continue; }
         c->hot.tiny = 0;
         c->hot.tinyoffset = 0;

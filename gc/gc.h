@@ -29,7 +29,7 @@ extern int  rt__work_nwaiting;
    the slow paths swap and publish buffers and share with waiting markers. */
 static inline void rt__gcwork_put(rt_gcwork *w, uintptr_t item) {
     rt_workbuf *b = w->primary;
-    if (RT_LIKELY(b && b->n < RT_WORKBUF_ITEMS && !ld_relaxed(&rt__work_nwaiting))) b->item[b->n++] = item;
+    if (RT_LIKELY(b && b->n < RT_WORKBUF_ITEMS)) b->item[b->n++] = item;
     else rt__gcwork_put_slow(w, item);
 }
 static inline uintptr_t rt__gcwork_tryget(rt_gcwork *w) {   /* never blocks; 0 if no work at hand */
@@ -37,10 +37,22 @@ static inline uintptr_t rt__gcwork_tryget(rt_gcwork *w) {   /* never blocks; 0 i
     if (RT_LIKELY(b && b->n)) return b->item[--b->n];
     return rt__gcwork_tryget_slow(w);
 }
-void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global list */
-/* Go's gcw.balance: when the global list is empty, publish part of w so
-   other workers and assists are not left waiting while w holds plenty. */
-void        rt__gcwork_balance(rt_gcwork *w);
+void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global list; forgets the hint */
+static inline void rt__gcwork_forget_hint(rt_gcwork *w) {   /* the span may be freed from here on */
+    w->hint = NULL;
+    w->hint_base = w->hint_bytes = 0;
+}
+/* Go's gcw.balance: when the global list is empty and a marker waits,
+   publish part of w (its secondary buffer, or the older half of a primary
+   holding at least 8 items) so nobody is left waiting while w holds
+   plenty.  Drains call it after every object, the barrier after every
+   flush. */
+void        rt__gcwork_balance_slow(rt_gcwork *w);
+static inline void rt__gcwork_balance(rt_gcwork *w) {
+    if (RT_UNLIKELY(ld_relaxed(&rt__work_nwaiting) > 0) &&
+        ((w->secondary && w->secondary->n) || (w->primary && w->primary->n >= 8)))
+        rt__gcwork_balance_slow(w);
+}
 bool        rt__gcwork_empty(const rt_gcwork *w);
 bool        rt__work_global_empty(void);
 bool        rt__work_quiescent(void);           /* every marker waits, global list empty: now, no wait */
@@ -86,6 +98,7 @@ void rt__markstats_add(const rt_gcwork *w);
 /* ---- write barrier (gc/barrier.c) --------------------------------------------- */
 void rt__wbuf_flush(rt_p *p);                  /* shade a P's buffered pointers */
 void rt__gc_answer_flush(rt_p *p);             /* publish a P's buffers if a ragged flush asks */
+extern uint64_t rt__flush_epoch;               /* bumped by each ragged flush; a P that answered holds it */
 
 /* ---- roots (gc/roots.c) -------------------------------------------------------- */
 void     rt__roots_scan(rt_gcwork *w);          /* registered roots */

@@ -7,10 +7,12 @@
  * gc/roots.c), then workers repeatedly take a grey object, scan its pointer
  * slots and shade what they point to (rt__shade: the atomic OR that sets a
  * mark bit decides which worker queues the object, so an object is queued
- * at most once per cycle).  Grey objects are taken through a short FIFO
- * that gives their prefetch time to land (pf_queue, below); it holds grey
- * work privately, so it is empty whenever its owner could be counted as
- * idle.  Pointer-free objects turn black at once.
+ * at most once per cycle).  Grey objects are taken in batches of eight
+ * that give their prefetch time to land (pf_queue, below); a batch holds
+ * grey work privately, so it is empty whenever its owner could be counted
+ * as idle.  Pointer-free objects turn black at once.  Each worker keeps a
+ * hint, the span it touched last (rt_gcwork): sound because during a mark
+ * no span is freed or reused.
  * Objects larger than 128 KiB are queued as 128 KiB oblets so one huge
  * array spreads over all workers.
  *
@@ -90,10 +92,34 @@ static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
     return !(ld_relaxed(&s->alloc_bits[idx / 8]) & (1u << (idx % 8)));
 }
 
+/* Work items are object (or oblet) addresses, 8-byte aligned.  Bit 0 set
+   (ITEM_GENERIC) sends the item through scan_part; clear, it is the start
+   of a small object typed by its span's heap bits, which shade has just
+   checked, so scan_item needs neither the slot index nor the header bit. */
+#define ITEM_GENERIC ((uintptr_t)1)
+
+static inline bool heapbits_typed(const rt_span *s, uintptr_t idx) {
+    return s->header_bits != NULL && !(ld_relaxed(&s->header_bits[idx / 8]) >> (idx % 8) & 1);
+}
+
+static inline void set_hint(rt_gcwork *w, rt_span *s) {
+    w->hint = s;
+    w->hint_base = s->hot.base;
+    w->hint_bytes = s->limit - s->hot.base;
+}
+
 static inline __attribute__((always_inline)) void shade(rt_gcwork *w, uintptr_t p, bool precise,
                                                       uintptr_t from_obj, uintptr_t from_slot) {
-    rt_span *s = rt__span_of_heap(p);
-    if (!s || p >= s->limit) return;
+    rt_span *s;
+    if (p - w->hint_base < w->hint_bytes) {
+        s = w->hint;
+        RT_ASSERT(s == rt__span_of_heap(p));
+    } else {
+        /* rt__span_of_heap, with its upper bound left to the tighter limit. */
+        s = rt__span_of(p);
+        if (!s || ld_acquire(&s->state) != RT_SPAN_INUSE || p < s->hot.base || p >= s->limit) return;
+        set_hint(w, s);
+    }
     uintptr_t idx = rt__span_obj_index(s, p);
     if (RT_UNLIKELY(free_for_scan(s, idx))) {
         /* A marked "free" slot is in a span some P allocates black from
@@ -107,7 +133,7 @@ static inline __attribute__((always_inline)) void shade(rt_gcwork *w, uintptr_t 
     if (rt__spanclass_noscan(s->hot.spanclass)) return;   /* black at once */
     uintptr_t obj = s->hot.base + idx * s->hot.elemsize;
     __builtin_prefetch((const void *)obj);   /* scanned later: hide the miss, as Go does */
-    rt__gcwork_put(w, obj);
+    rt__gcwork_put(w, obj | !heapbits_typed(s, idx));
 }
 
 void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uintptr_t from_slot) {
@@ -158,28 +184,44 @@ static void scan_layout(rt_visitor *v, uintptr_t data, uintptr_t lo, uintptr_t h
     if (v->w) v->w->scan_work += hi - lo;
 }
 
-static void scan_heapbits(rt_visitor *v, rt_span *s, uintptr_t obj) {
+/* The pointer slots of a small object, one bit per word from the span's
+   heap bits (runtime/malloc.c writes them); nw = elemsize / 8 <= 64. */
+static inline uint64_t heapbits_of(const rt_span *s, uintptr_t obj) {
     const uint64_t *hb = rt__span_heapbits(s);
-    uintptr_t wi = (obj - s->hot.base) / 8, nw = s->hot.elemsize / 8;   /* nw <= 64 */
+    uintptr_t wi = (obj - s->hot.base) / 8;
     unsigned i = (unsigned)(wi / 64), o = (unsigned)(wi % 64);
     /* The object's bits, in at most two bitmap words. */
     uint64_t bits = ld_relaxed(&hb[i]) >> o;
-    if (o + nw > 64) bits |= ld_relaxed(&hb[i + 1]) << (64 - o);
-    if (nw < 64) bits &= ((uint64_t)1 << nw) - 1;
-    while (bits) {
-        unsigned k = (unsigned)__builtin_ctzll(bits);
-        bits &= bits - 1;
-        uintptr_t a = obj + (uintptr_t)k * 8;
+    if (o + s->hot.elemsize / 8 > 64) bits |= ld_relaxed(&hb[i + 1]) << (64 - o);
+    return bits & s->heapbits_mask;
+}
+
+/* A slot holding a pointer into its own object needs no shading. */
+static void scan_heapbits(rt_visitor *v, rt_span *s, uintptr_t obj) {
+    for (uint64_t bits = heapbits_of(s, obj); bits; bits &= bits - 1) {
+        uintptr_t a = obj + (uintptr_t)__builtin_ctzll(bits) * 8;
         uintptr_t val = ld_relaxed((const uintptr_t *)a);
         if (val - obj >= s->hot.elemsize) found(v, val, true, a);
     }
     if (v->w) v->w->scan_work += s->hot.elemsize;
 }
 
+/* scan_heapbits for the marker itself: no visitor in between, so the
+   commonest objects (small, typed by heap bits) cost the loop and the
+   shades alone. */
+static inline __attribute__((always_inline)) void mark_heapbits(rt_gcwork *w, rt_span *s, uintptr_t obj) {
+    for (uint64_t bits = heapbits_of(s, obj); bits; bits &= bits - 1) {
+        uintptr_t a = obj + (uintptr_t)__builtin_ctzll(bits) * 8;
+        uintptr_t val = ld_relaxed((const uintptr_t *)a);
+        if (val >= 4096) shade(w, val, true, obj, a);
+    }
+    w->scan_work += s->hot.elemsize;
+}
+
 /* Scan [lo, hi) of the object at base (the whole object, or one oblet). */
 static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, uintptr_t item, bool split) {
     uintptr_t end = base + s->hot.elemsize, data;
-    if (rt__span_has_heapbits(s) && !(ld_relaxed(&s->header_bits[idx / 8]) >> (idx % 8) & 1)) {
+    if (heapbits_typed(s, idx)) {
         scan_heapbits(v, s, base);
         return;
     }
@@ -190,7 +232,8 @@ static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, 
     v->type = t;
     if (split && t->kind != RT__KIND_TRACED && end - data > RT_OBLET_BYTES) {
         if (item == base)   /* queue the other oblets; the object is already black */
-            for (uintptr_t o = data + RT_OBLET_BYTES; o < end; o += RT_OBLET_BYTES) rt__gcwork_put(v->w, o);
+            for (uintptr_t o = data + RT_OBLET_BYTES; o < end; o += RT_OBLET_BYTES)
+                rt__gcwork_put(v->w, o | ITEM_GENERIC);
         if (hi - lo > RT_OBLET_BYTES) hi = lo + RT_OBLET_BYTES;
     }
     switch (t->kind) {
@@ -203,10 +246,25 @@ static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, 
     }
 }
 
-static void scan_item(rt_gcwork *w, uintptr_t item) {
-    /* Only shade queues items, after validating them, and no span is freed
-       during a mark: the page's span needs no second validation. */
+/* The span of a queued item.  Only shade queues items, after validating
+   them, and no span is freed during a mark: the page's span needs no
+   second validation. */
+static inline rt_span *item_span(rt_gcwork *w, uintptr_t item) {
+    if (item - w->hint_base < w->hint_bytes) return w->hint;
     rt_span *s = rt__span_of(item);
+    set_hint(w, s);
+    return s;
+}
+
+static inline __attribute__((always_inline)) void scan_item(rt_gcwork *w, uintptr_t item) {
+    if (RT_LIKELY(!(item & ITEM_GENERIC))) {
+        rt_span *s = item_span(w, item);
+        RT_ASSERT(s == rt__span_of_heap(item) && heapbits_typed(s, rt__span_obj_index(s, item)));
+        mark_heapbits(w, s, item);
+        return;
+    }
+    item &= ~ITEM_GENERIC;
+    rt_span *s = item_span(w, item);
     RT_ASSERT(s != NULL && s == rt__span_of_heap(item));
     uintptr_t idx = rt__span_obj_index(s, item);
     rt_visitor v = { .w = w, .obj = s->hot.base + idx * s->hot.elemsize };
@@ -221,37 +279,48 @@ void rt__object_edges(uintptr_t base, rt_visitor *v) {
     scan_part(v, s, idx, base, base, false);
 }
 
-/* The prefetch queue.  Work buffers are stacks: the object a scan pushes is
-   usually the next one popped, too soon for the prefetch issued when it
-   was shaded to have landed.  Popped items wait in a small FIFO, prefetched
-   again, and are scanned PF_DEPTH pops later (Cher, Hosking and
-   Vijaykumar's prefetch-on-grey FIFO).  The FIFO is private grey work: it
-   is empty whenever the worker blocks for work, and handed back to the
-   work buffers (pf_return) before a worker naps or an assist returns. */
+/* The prefetch batch.  Work buffers are stacks: the object a scan pushes
+   is usually the next one popped, too soon for the prefetch issued when it
+   was shaded to have landed.  So items leave the buffer eight at a time,
+   oldest first: each was pushed during the previous batch's scans, so it
+   is scanned about eight scans after its prefetch (the distance of Cher,
+   Hosking and Vijaykumar's prefetch-on-grey FIFO, at a fraction of a
+   FIFO's per-item cost).  The batch is private grey work: it is empty
+   whenever the worker blocks for work, and handed back to the work
+   buffers (pf_return) before a worker naps or an assist returns. */
 #define PF_DEPTH 8
 typedef struct pf_queue {
     uintptr_t item[PF_DEPTH];
-    unsigned  head, n;
+    unsigned  next, n;      /* item[next..n) wait to be scanned */
 } pf_queue;
 
-/* The oldest queued item, after topping the queue up from the work
-   buffers without blocking; 0 when both are empty. */
-static inline uintptr_t pf_next(rt_gcwork *w, pf_queue *q) {
-    while (q->n < PF_DEPTH) {
-        uintptr_t it = rt__gcwork_tryget(w);
-        if (!it) break;
-        __builtin_prefetch((const void *)it);
-        q->item[(q->head + q->n++) % PF_DEPTH] = it;
+static inline uintptr_t pf_refill(rt_gcwork *w, pf_queue *q) {
+    uintptr_t first = rt__gcwork_tryget(w);   /* may bring in the secondary or a global buffer */
+    if (!first) return 0;
+    rt_workbuf *b = w->primary;
+    unsigned k = b->n < PF_DEPTH - 1 ? (unsigned)b->n : PF_DEPTH - 1;
+    b->n -= k;
+    for (unsigned i = 0; i < k; i++) {
+        q->item[i] = b->item[b->n + i];
+        __builtin_prefetch((const void *)q->item[i]);
     }
-    if (!q->n) return 0;
-    uintptr_t it = q->item[q->head];
-    q->head = (q->head + 1) % PF_DEPTH;
-    q->n--;
-    return it;
+    q->item[k] = first;     /* the newest: last */
+    q->next = 1;
+    q->n = k + 1;
+    return q->item[0];
 }
 
-static void pf_return(rt_gcwork *w, pf_queue *q) {
-    for (; q->n; q->n--, q->head = (q->head + 1) % PF_DEPTH) rt__gcwork_put(w, q->item[q->head]);
+/* The next item to scan; 0 when the batch and the work buffers are empty. */
+static inline uintptr_t pf_next(rt_gcwork *w, pf_queue *q) {
+    if (RT_LIKELY(q->next < q->n)) return q->item[q->next++];
+    return pf_refill(w, q);
+}
+
+/* Rare, so out of line (inlined, gcc -O3 warned the batch might be read
+   uninitialized: it is not, item[next..n) is always written). */
+static __attribute__((noinline)) void pf_return(rt_gcwork *w, pf_queue *q) {
+    for (unsigned i = q->next; i < q->n; i++) rt__gcwork_put(w, q->item[i]);
+    q->next = q->n = 0;
 }
 
 #define CREDIT_SLACK 2000   /* Go's gcCreditSlack: publish scan work in batches */

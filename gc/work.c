@@ -28,7 +28,7 @@ static struct {
     bool            stw, done;
 } G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .quiet = PTHREAD_COND_INITIALIZER };
 
-int rt__work_nwaiting;   /* markers waiting for work: put shares a buffer when nonzero */
+int rt__work_nwaiting;   /* markers waiting for work: balance shares a buffer when nonzero */
 
 #define WORKBUF_CHUNK (64 << 10)
 static void **chunks;            /* chunk list for destroy */
@@ -163,14 +163,9 @@ void rt__gcwork_put_slow(rt_gcwork *w, uintptr_t item) {
         }
     }
     b->item[b->n++] = item;
-    /* Someone is idle and we hold plenty: share a buffer. */
-    if (RT_UNLIKELY(ld_relaxed(&rt__work_nwaiting) > 0) && w->secondary && w->secondary->n > 0) {
-        push_full(w->secondary);
-        w->secondary = NULL;
-    }
 }
 
-void rt__gcwork_balance(rt_gcwork *w) {
+void rt__gcwork_balance_slow(rt_gcwork *w) {
     if (RT_LIKELY(ld_relaxed(&G.full) != NULL)) return;
     if (w->secondary && w->secondary->n > 0) {
         push_full(w->secondary);
@@ -231,7 +226,7 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
         for (;;) {
             if (G.full) { take_full_locked(w); break; }
             if (G.done) { pthread_mutex_unlock(&G.lock); return 0; }
-            add_relaxed(&rt__work_nwaiting, 1);   /* read without the lock by put */
+            add_relaxed(&rt__work_nwaiting, 1);   /* read without the lock by balance */
             if (rt__work_nwaiting == G.nmarkers) {
                 if (G.stw) {
                     G.done = true;
@@ -251,6 +246,7 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
 void rt__gcwork_dispose(rt_gcwork *w) {
     rt_workbuf *bs[2] = { w->primary, w->secondary };
     w->primary = w->secondary = NULL;
+    rt__gcwork_forget_hint(w);
     for (int i = 0; i < 2; i++) {
         if (!bs[i]) continue;
         if (bs[i]->n) { push_full(bs[i]); continue; }

@@ -74,7 +74,7 @@ typedef struct rt_span {
     size_t     npages;
     uint8_t   *alloc_bits;       /* 1 bit per slot; with freeindex, the allocation state */
     uint8_t   *mark_bits;        /* 1 bit per slot; set by the marker, swapped in at sweep */
-    uint8_t   *header_bits;      /* small scan spans: 1 = the slot starts with a type header */
+    uint8_t   *header_bits;      /* exactly the spans with heap bits: 1 = the slot starts with a type header */
     uint32_t   divmagic;         /* slot index = (offset * divmagic) >> 32 */
     uint32_t   sweepgen;
     uint8_t    state;            /* RT_SPAN_*, stored last when a span is published */
@@ -83,6 +83,7 @@ typedef struct rt_span {
     uint16_t   freeindex_for_scan;   /* like freeindex, advanced only once the object is initialized
                                         (and black during a mark): what the marker may trust */
     uint16_t   bitmap_words;     /* 64-bit words in each bitmap */
+    uint64_t   heapbits_mask;    /* heap-bits spans: the low elemsize / 8 bits, one per word of an object */
     const rt_type *large_type;   /* type of a large object (0: noscan or not yet typed) */
     struct rt_special *specials; /* weak handles, cleanups, finalizers, sorted by offset */
     pthread_mutex_t special_lock;
@@ -232,6 +233,14 @@ typedef struct rt_gcwork {
     uint64_t    scan_work;        /* bytes scanned */
     uint64_t    objects_marked;
     uint64_t    credited;         /* scan_work already published to the pacer */
+    /* The span of the last object this worker scanned or shaded, and its
+       object-bearing bytes [hint_base, hint_base + hint_bytes): neighbours
+       usually share a span, and during a mark no span is freed or reused,
+       so a pointer inside needs neither the look-up nor its validation.
+       Set only while marking; rt__gcwork_dispose, which ends every drain
+       and every P's mark, clears it. */
+    rt_span    *hint;
+    uintptr_t   hint_base, hint_bytes;
     int         id;
 } rt_gcwork;
 
