@@ -17,7 +17,7 @@
 #include <string.h>
 
 void rt__wbuf_flush(rt_p *p) {
-    for (unsigned i = 0; i < p->wbuf_n; i++) rt__shade(&p->gcw, p->wbuf[i], false, 0, 0);   /* no small values */
+    rt__shade_all(&p->gcw, p->wbuf, p->wbuf_n);   /* record dropped the small values */
     p->wbuf_n = 0;
     rt__gcwork_balance(&p->gcw);   /* idle markers need not wait for this P to fill a buffer */
 }

@@ -72,6 +72,7 @@ struct rt_visitor {
 /* Grey the object that p points into, if any.  precise: p came from a
    pointer slot, so a pointer into a free slot is a bug (invalidptr). */
 void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uintptr_t from_slot);
+void rt__shade_all(rt_gcwork *w, const uintptr_t *vals, unsigned n);   /* ambiguous values, as rt__shade */
 void rt__scan_range(rt_gcwork *w, uintptr_t lo, uintptr_t hi, bool precise, uintptr_t from_obj);
 /* Enumerate the pointer slots of the object at base (for checkmark). */
 void rt__object_edges(uintptr_t base, rt_visitor *v);

@@ -140,6 +140,10 @@ void rt__shade(rt_gcwork *w, uintptr_t p, bool precise, uintptr_t from_obj, uint
     shade(w, p, precise, from_obj, from_slot);
 }
 
+void rt__shade_all(rt_gcwork *w, const uintptr_t *vals, unsigned n) {   /* a barrier buffer */
+    for (unsigned i = 0; i < n; i++) shade(w, vals[i], false, 0, 0);
+}
+
 /* One candidate found in a slot: shade it, or hand it to checkmark. */
 static inline void found(rt_visitor *v, uintptr_t val, bool precise, uintptr_t slot) {
     if (val < 4096) return;
