@@ -398,7 +398,9 @@ extern int rt__gc_limiting;
 
 /* Type helpers (runtime/types.c). */
 void rt__types_free_all(void);
-bool rt__type_valid(const rt_type *t);
+static inline bool rt__type_valid(const rt_type *t) {   /* checked on every generic allocation */
+    return t == RT_NOSCAN || t->magic == RT__TYPE_MAGIC;
+}
 
 void rt__arenas_unmap_all(void);
 extern rt_span rt__empty_span;                 /* full dummy span in fresh mcaches */

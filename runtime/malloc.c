@@ -107,7 +107,8 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
     unsigned cls = rt__size_to_class_inline(total);
     unsigned spc = rt__spanclass(cls, noscan);
     rt_span *s = (rt_span *)c->hot.alloc[spc];
-    uintptr_t p = rt__span_next_free(s);
+    uintptr_t p = rt__span_next_free_fast(&s->hot, s->hot.elemsize);   /* the inline path's twin */
+    if (RT_UNLIKELY(!p)) p = rt__span_next_free(s);
     if (!p) {
         rt__mcache_refill(c, spc);
         s = (rt_span *)c->hot.alloc[spc];
@@ -122,7 +123,8 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
         if (s->header_bits) set_bit(s->header_bits, rt__span_obj_index(s, p));
         obj = p + RT_HEADER_SIZE;
     } else if (!noscan) {
-        rt__heapbits_write_small(s->hot.base, p, elemsize, rt__type_object_mask(type, size, elemsize));
+        uint64_t mask = size == type->size ? type->small_mask : rt__type_object_mask(type, size, elemsize);
+        rt__heapbits_write_small(s->hot.base, p, elemsize, mask);
     }
     publish(s, p);
     return (void *)obj;

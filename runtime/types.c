@@ -40,10 +40,6 @@ void rt__types_free_all(void) {
     pthread_mutex_unlock(&types_lock);
 }
 
-bool rt__type_valid(const rt_type *t) {
-    return t == RT_NOSCAN || t->magic == RT__TYPE_MAGIC;
-}
-
 const rt_type *rt_type_layout(const char *name, size_t size, const size_t *ptr_offsets, size_t n_ptrs) {
     if (size == 0)
         rt__misuse("rt_type_layout", "type '%s' has size 0; give the object's size in bytes", name ? name : "?");
