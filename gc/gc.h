@@ -47,10 +47,11 @@ static inline void rt__gcwork_forget_hint(rt_gcwork *w) {   /* the span may be f
    holding at least 8 items) so nobody is left waiting while w holds
    plenty.  Drains call it after every object, the barrier after every
    flush. */
+#define RT_BALANCE_MIN_ITEMS 8          /* a primary buffer this full gives half away */
 void        rt__gcwork_balance_slow(rt_gcwork *w);
 static inline void rt__gcwork_balance(rt_gcwork *w) {
     if (RT_UNLIKELY(ld_relaxed(&rt__work_nwaiting) > 0) &&
-        ((w->secondary && w->secondary->n) || (w->primary && w->primary->n >= 8)))
+        ((w->secondary && w->secondary->n) || (w->primary && w->primary->n >= RT_BALANCE_MIN_ITEMS)))
         rt__gcwork_balance_slow(w);
 }
 bool        rt__gcwork_empty(const rt_gcwork *w);

@@ -173,7 +173,7 @@ void rt__gcwork_balance_slow(rt_gcwork *w) {
         return;
     }
     rt_workbuf *b = w->primary;
-    if (!b || b->n < 8) return;
+    if (!b || b->n < RT_BALANCE_MIN_ITEMS) return;
     /* Give away the older half: the bottom of the stack, furthest from
        what this worker scans next. */
     rt_workbuf *half = take_empty();

@@ -123,8 +123,7 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
         if (s->header_bits) set_bit(s->header_bits, rt__span_obj_index(s, p));
         obj = p + RT_HEADER_SIZE;
     } else if (!noscan) {
-        uint64_t mask = size == type->size ? type->small_mask : rt__type_object_mask(type, size, elemsize);
-        rt__heapbits_write_small(s->hot.base, p, elemsize, mask);
+        rt__heapbits_write_small(s->hot.base, p, elemsize, rt__type_object_mask(type, size, elemsize));
     }
     publish(s, p);
     return (void *)obj;

@@ -117,7 +117,7 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
         s->hot.nelems = (uint16_t)(span_bytes / s->hot.elemsize);
         s->divmagic = rt__class_to_divmagic[cls];
     }
-    s->heapbits_mask = s->hot.elemsize >= 512 ? ~(uint64_t)0 : ((uint64_t)1 << (s->hot.elemsize / 8)) - 1;
+    s->heapbits_mask = s->hot.elemsize / 8 >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << (s->hot.elemsize / 8)) - 1;
     s->limit = base + s->hot.elemsize * s->hot.nelems;
     s->bitmap_words = (uint16_t)((s->hot.nelems + 63) / 64);
     s->alloc_bits = bitmap_alloc(s->bitmap_words);

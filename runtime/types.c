@@ -86,8 +86,7 @@ const rt_type *rt_type_traced(const char *name, rt_trace_fn trace) {
 
 /* Heap bits for a headerless object of `size` bytes in a slot of elemsize:
    the element mask repeated every type->size bytes (arrays), zero past size. */
-uint64_t rt__type_object_mask(const rt_type *t, size_t size, size_t elemsize) {
-    if (size == t->size) return t->small_mask;
+uint64_t rt__type_object_mask_tiled(const rt_type *t, size_t size, size_t elemsize) {
     uint64_t m = 0;
     size_t ewords = (t->size + 7) / 8, words = (size + 7) / 8;
     if (words > elemsize / 8) words = elemsize / 8;
