@@ -406,12 +406,9 @@ void rt__arenas_unmap_all(void);
 extern rt_span rt__empty_span;                 /* full dummy span in fresh mcaches */
 extern uint64_t rt__gc_trigger;                /* heap_live that starts a cycle */
 void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type);
+/* The heap bits of a small layout object that is not one element (an
+   array, or a slot shorter than the type): the mask tiled. */
 uint64_t rt__type_object_mask_tiled(const rt_type *t, size_t size, size_t elemsize);
-/* The heap bits of a small layout object: the type's own mask when the
-   object is one element, else the mask tiled (arrays). */
-static inline uint64_t rt__type_object_mask(const rt_type *t, size_t size, size_t elemsize) {
-    return size == t->size ? t->small_mask : rt__type_object_mask_tiled(t, size, elemsize);
-}
 const rt_type *rt__object_type(rt_span *s, uintptr_t objbase, uintptr_t *datap);
 
 /* ==== Giving memory back: scavenger, memory limit, out of memory ===========

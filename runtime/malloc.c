@@ -123,7 +123,12 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
         if (s->header_bits) set_bit(s->header_bits, rt__span_obj_index(s, p));
         obj = p + RT_HEADER_SIZE;
     } else if (!noscan) {
-        rt__heapbits_write_small(s->hot.base, p, elemsize, rt__type_object_mask(type, size, elemsize));
+        if (size == type->size) {
+            rt__heapbits_set(&s->hot, p, type);
+        } else {   /* an array, or a slot cut short: not one element's bits */
+            s->hot.hb_type = RT__HB_MIXED;
+            rt__heapbits_write_small(s->hot.base, p, elemsize, rt__type_object_mask_tiled(type, size, elemsize));
+        }
     }
     publish(s, p);
     return (void *)obj;

@@ -94,6 +94,22 @@ void rt__span_pools_check(void) {
 
 /* ---- initialization ------------------------------------------------------------ */
 
+/* Every slot's heap bits to one element of `type` (rt__heapbits_set):
+   the bit of word b of the span is bit b % nw of the mask, nw words per
+   slot, so each heap-bits word is the mask repeated, starting at bit
+   (64 i) % nw of the repetition. */
+void rt__heapbits_fill(rt__span *s, const rt_type *type) {
+    __extension__ typedef unsigned __int128 u128;
+    uint64_t *hb = (uint64_t *)(s->base + RT_PAGE_SIZE - RT__HEAPBITS_BYTES);
+    unsigned nw = (unsigned)(s->elemsize / 8);
+    RT_ASSERT(type->kind == RT__KIND_LAYOUT && nw >= 1 && nw <= 64 && type->size <= s->elemsize);
+    u128 rep = type->small_mask;
+    for (unsigned n = nw; n < 128; n *= 2) rep |= rep << n;
+    for (unsigned i = 0, phase = 0; i < RT__HEAPBITS_BYTES / 8; i++, phase = (phase + 64) % nw)
+        __atomic_store_n(&hb[i], (uint64_t)(rep >> phase), __ATOMIC_RELAXED);
+    s->hb_type = type;
+}
+
 void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool needzero) {
     unsigned cls = rt__spanclass_size(spc);
     s->hot.base = base;
@@ -129,6 +145,7 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
     /* Clearing the heap bits first makes the page's first touch a write:
        one page fault instead of a read fault and a copy-on-write fault. */
     if (rt__span_has_heapbits(s)) memset(rt__span_heapbits(s), 0, RT__HEAPBITS_BYTES);
+    s->hot.hb_type = NULL;
     s->hot.alloc_cache = ~(uint64_t)0;
     s->sweepgen = rt__heap.sweepgen;
     s->in_set = 0;
@@ -257,4 +274,19 @@ void rt__span_check(const rt_span *s) {
     if (allocated != s->hot.alloc_count)
         rt__fatal("span check: span %#lx class %u counts %u allocated slots, bitmap says %zu",
                   (unsigned long)s->hot.base, cls, s->hot.alloc_count, allocated);
+    /* A span filled for one type keeps that type's bits in every slot. */
+    const rt_type *t = s->hot.hb_type;
+    if (t != NULL && t != RT__HB_MIXED) {
+        if (!rt__span_has_heapbits(s) || t->size > s->hot.elemsize)
+            rt__fatal("span check: span %#lx filled for type '%s' cannot hold it", (unsigned long)s->hot.base, t->name);
+        const uint64_t *hb = rt__span_heapbits(s);
+        uintptr_t nw = s->hot.elemsize / 8;
+        for (uintptr_t i = 0; i < s->hot.nelems; i++)
+            for (uintptr_t k = 0; k < nw; k++) {
+                uintptr_t w = i * nw + k;
+                if ((ld_relaxed(&hb[w / 64]) >> (w % 64) & 1) != (t->small_mask >> k & 1))
+                    rt__fatal("span check: span %#lx filled for type '%s', slot %lu word %lu has the wrong heap bit",
+                              (unsigned long)s->hot.base, t->name, (unsigned long)i, (unsigned long)k);
+            }
+    }
 }

@@ -202,3 +202,74 @@ Test(alloc, inline_path_with_a_smaller_size_than_the_type_stays_in_its_slot) {
     cr_assert_eq(hb[w / 64] >> (w % 64) & 3, 1, "only word 0 is a pointer in a 16-byte slot");
     cr_assert_eq(hb[(w + 2) / 64] >> ((w + 2) % 64) & 3, 0, "the next slot's bits are untouched");
 }
+
+static int heap_bit(const rt_span *s, uintptr_t word) {
+    const uint64_t *hb = rt__span_heapbits(s);
+    return (int)(hb[word / 64] >> (word % 64) & 1);
+}
+
+/* A type filling its slot exactly, pointers at words 0, nw/2 and nw-1. */
+static const rt_type *edge_type(size_t elemsize) {
+    size_t nw = elemsize / 8, offs[3] = { 0, nw / 2 * 8, (nw - 1) * 8 };
+    size_t n = nw == 1 ? 1 : nw == 2 ? 2 : 3;
+    if (nw == 2) offs[1] = 8;
+    return rt_type_layout("edges", elemsize, offs, n);
+}
+
+Test(alloc, a_fresh_span_is_filled_for_its_first_type_at_every_slot) {
+    for (unsigned cls = 1; cls < RT_NUM_SIZE_CLASSES; cls++) {
+        size_t sz = rt__class_to_size[cls];
+        if (sz > RT__MAX_NOHEADER_SIZE) break;
+        const rt_type *t = edge_type(sz);
+        void *o = (cls % 2) ? (rt_alloc)(sz, t) : rt_alloc(sz, t);
+        rt_span *s = rt__span_of_heap((uintptr_t)o);
+        cr_assert_eq(s->hot.elemsize, sz);
+        cr_assert_eq(s->hot.hb_type, t, "class %u (%zu B): the span is not filled for its first type", cls, sz);
+        size_t nw = sz / 8;
+        for (uintptr_t i = 0; i < s->hot.nelems; i++)
+            for (uintptr_t k = 0; k < nw; k++) {
+                int want = k == 0 || k == nw / 2 || k == nw - 1;
+                cr_assert_eq(heap_bit(s, i * nw + k), want, "%zu-byte class: slot %lu word %lu", sz,
+                             (unsigned long)i, (unsigned long)k);
+            }
+        void *o2 = (rt_alloc)(sz, t);
+        cr_assert_eq(rt__span_of_heap((uintptr_t)o2), s);
+        cr_assert_eq(s->hot.hb_type, t, "a second object of the same type changed the span's state");
+    }
+}
+
+typedef struct PtrFirst { void *p; long n; } PtrFirst;
+typedef struct PtrSecond { long n; void *p; } PtrSecond;
+
+Test(alloc, a_second_type_turns_the_span_mixed_and_every_object_keeps_its_bits) {
+    size_t o1[] = { offsetof(PtrFirst, p) }, o2[] = { offsetof(PtrSecond, p) };
+    const rt_type *a = rt_type_layout("ptr-first", sizeof(PtrFirst), o1, 1);
+    const rt_type *b = rt_type_layout("ptr-second", sizeof(PtrSecond), o2, 1);
+    void *objs[12];
+    const rt_type *types[12];
+    for (int i = 0; i < 12; i++) {
+        types[i] = (i == 3 || i == 7 || i == 8) ? b : a;   /* a, a, a, b, a, ... */
+        objs[i] = (i % 2) ? rt_alloc(16, types[i]) : (rt_alloc)(16, types[i]);
+    }
+    rt_span *s = rt__span_of_heap((uintptr_t)objs[0]);
+    cr_assert_eq(s->hot.hb_type, RT__HB_MIXED);
+    for (int i = 0; i < 12; i++) {
+        cr_assert_eq(rt__span_of_heap((uintptr_t)objs[i]), s);
+        uintptr_t w = ((uintptr_t)objs[i] - s->hot.base) / 8;
+        int first = types[i] == a;
+        cr_assert_eq(heap_bit(s, w), first, "object %d word 0", i);
+        cr_assert_eq(heap_bit(s, w + 1), !first, "object %d word 1", i);
+    }
+}
+
+Test(alloc, an_array_turns_a_fresh_span_mixed) {
+    size_t offs[] = { 0 };
+    const rt_type *t = rt_type_layout("ptr+long", 16, offs, 1);
+    void *arr = rt_alloc_array(t, 3);   /* 48 bytes: a slot of three elements, not one */
+    rt_span *s = rt__span_of_heap((uintptr_t)arr);
+    cr_assert_eq(s->hot.hb_type, RT__HB_MIXED);
+    void *one = (rt_alloc)(48, rt_type_layout("48", 48, offs, 1));
+    cr_assert_eq(rt__span_of_heap((uintptr_t)one), s);
+    uintptr_t w = ((uintptr_t)one - s->hot.base) / 8;
+    for (uintptr_t k = 0; k < 6; k++) cr_assert_eq(heap_bit(s, w + k), k == 0, "word %lu", (unsigned long)k);
+}

@@ -137,6 +137,59 @@ Test(types, layout_small_keeps_exactly_pointer_slots) {
     g_root = NULL;
 }
 
+/* A span filled for one type (runtime: rt__heapbits_fill) keeps that
+   type's bits in its free slots; an object of another type reusing a slot
+   freed by the sweeper must be traced by its own layout, not the fill. */
+typedef struct { uintptr_t n; void *p; } ptr_second;
+typedef struct { void *p; uintptr_t n; } ptr_first;
+
+Test(types, a_reused_slot_of_a_filled_span_is_traced_by_its_new_type) {
+    start("clobberfree=1,invalidptr=1");
+    size_t o2[] = { offsetof(ptr_second, p) }, o1[] = { offsetof(ptr_first, p) };
+    const rt_type *second = rt_type_layout("ptr_second", sizeof(ptr_second), o2, 1);
+    const rt_type *first = rt_type_layout("ptr_first", sizeof(ptr_first), o1, 1);
+    enum { N = 4000, KEEP_EVERY = 50, M = 2000 };
+    static void *keep[N / KEEP_EVERY], *holders[M];
+    rt_root *r1 = rt_root_add_range(keep, sizeof keep, RT_ROOT_PRECISE);
+    rt_root *r2 = rt_root_add_range(holders, sizeof holders, RT_ROOT_PRECISE);
+    /* Spans filled for ptr_second; one object in 50 survives, so the spans
+       stay in use with most slots freed. */
+    for (int i = 0; i < N; i++) {
+        ptr_second *o = rt_alloc(sizeof(ptr_second), second);
+        o->n = 0x1234;
+        if (i % KEEP_EVERY == 0) keep[i / KEEP_EVERY] = o;
+    }
+    rt_gc();
+    /* ptr_first objects reuse those slots; word 0 is their only pointer,
+       a non-pointer word in the fill. */
+    static uintptr_t target[M], decoy[M];
+    for (int i = 0; i < M; i++) {
+        ptr_first *o = rt_alloc(sizeof(ptr_first), first);
+        void *t = probe((uint32_t)i + 100), *d = probe((uint32_t)i + 100000);
+        target[i] = hide(t);
+        decoy[i] = hide(d);
+        rt_store(&o->p, t);
+        o->n = (uintptr_t)d;   /* not a pointer here, but ptr_second's pointer word */
+        holders[i] = o;
+    }
+    int reused = 0;   /* holders in an 8 KiB one-page span that a kept object is in */
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < N / KEEP_EVERY; k++)
+            if (((uintptr_t)keep[k] ^ (uintptr_t)holders[i]) < 8192) { reused++; break; }
+    cr_assert_gt(reused, M / 2, "only %d of %d new objects landed in the filled spans", reused, M);
+    rt_gc();
+    rt_gc();
+    for (int i = 0; i < M; i++) {
+        cr_assert(alive(target[i], (uint32_t)i + 100), "object %d reusing a filled slot lost the target of its pointer word", i);
+        cr_assert(freed(decoy[i]), "object %d reusing a filled slot kept the target of its non-pointer word", i);
+    }
+    for (int k = 0; k < N / KEEP_EVERY; k++) cr_assert_eq(((ptr_second *)keep[k])->n, 0x1234);
+    rt_root_remove(r1);
+    rt_root_remove(r2);
+    memset(keep, 0, sizeof keep);
+    memset(holders, 0, sizeof holders);
+}
+
 /* A type of `words` words with pointers at the given word indices; fills an
    object of it and checks exactly those slots keep their targets. */
 static void check_layout_object(size_t words, const size_t *ptr_words, size_t nptr) {

@@ -53,6 +53,7 @@ typedef struct rt__span {
     uint16_t  alloc_count;
     uint8_t   needzero;      /* free slots may hold garbage */
     uint8_t   spanclass;     /* sizeclass << 1 | noscan */
+    const struct rt_type *hb_type;   /* heap-bits spans: see rt__heapbits_set */
 } rt__span;
 
 /* Hot prefix of a P's allocation cache (runtime/mcache.h extends it). */
@@ -106,7 +107,7 @@ static inline __attribute__((always_inline)) uintptr_t rt__span_next_free_fast(r
 }
 
 /* Write the heap bits of a small layout object: 1 bit per word of the slot,
-   at the end of its one-page span (runtime/heapbits.c has the twin). */
+   at the end of its one-page span. */
 static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintptr_t base, uintptr_t obj,
                                                                           uintptr_t elemsize, uint64_t mask) {
     uint64_t *hb = (uint64_t *)(base + RT_PAGE_SIZE - RT__HEAPBITS_BYTES);
@@ -124,6 +125,27 @@ static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintp
         __atomic_store_n(&hb[i], (w0 & (((uint64_t)1 << o) - 1)) | (mask << o), __ATOMIC_RELAXED);
         __atomic_store_n(&hb[i + 1], (w1 & ~(((uint64_t)1 << rem) - 1)) | (mask >> (64 - o)), __ATOMIC_RELAXED);
     }
+}
+
+/* Most heap-bits spans hold one type, so a span remembers the type whose
+   element bits every slot, free or not, already holds (hb_type): NULL in
+   a fresh span, whose first layout object fills the bits of every slot
+   at once (rt__heapbits_fill, a few dozen stores), after which objects of
+   that type skip the write; RT__HB_MIXED once another kind was written,
+   after which every object writes its own bits, as Go does.  Only the P
+   caching the span calls this; a marker reads the bits of allocated
+   layout objects only, and there are none in a fresh span.  For an object
+   of exactly type->size bytes (its mask is type->small_mask). */
+#define RT__HB_MIXED ((const struct rt_type *)1)
+void rt__heapbits_fill(rt__span *s, const struct rt_type *type);
+
+static inline __attribute__((always_inline)) void rt__heapbits_set(rt__span *s, uintptr_t obj,
+                                                                  const struct rt_type *type) {
+    const struct rt_type *f = s->hb_type;
+    if (RT__LIKELY(f == type)) return;
+    if (f == NULL) { rt__heapbits_fill(s, type); return; }
+    if (f != RT__HB_MIXED) s->hb_type = RT__HB_MIXED;
+    rt__heapbits_write_small(s->base, obj, s->elemsize, type->small_mask);
 }
 
 /* Size-specialized allocation: with a constant size every class lookup
@@ -159,7 +181,7 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
                 uintptr_t p = rt__span_next_free_fast(s, elemsize);
                 if (RT__LIKELY(p != 0)) {
                     if (s->needzero) memset((void *)p, 0, elemsize);
-                    rt__heapbits_write_small(s->base, p, elemsize, type->small_mask);
+                    rt__heapbits_set(s, p, type);
                     return (void *)p;
                 }
             }
