@@ -18,6 +18,9 @@ OUT = ROOT / "bench" / "results"
 BUILD = ROOT / "bench" / "build"
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-D_GNU_SOURCE"]
 TRACE = re.compile(r"^gc (\d+) @([\d.]+)s (\d+)%: ([\d.]+)\+([\d.]+)\+([\d.]+) ms clock")
+# rtgc's gctrace=2 line after each cycle: where the two pauses went.
+PACER = re.compile(r"^pacer: stopping took ([\d.e+-]+)\+([\d.e+-]+) ms; mark termination: flush ([\d.e+-]+) ms, "
+                   r"drain ([\d.e+-]+) ms .*?the rest ([\d.e+-]+) ms")
 
 
 def sh(cmd, **kw):
@@ -66,7 +69,7 @@ def run(system, live, secs):
     exe = str(BUILD / f"pause.{system}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RT", "GOGC", "GODEBUG", "GC_"))}
     if system == "rtgc":
-        env["RTDEBUG"] = "gctrace=1"
+        env["RTDEBUG"] = "gctrace=2"   # gctrace=1's lines, plus each pause's parts
     if system == "go":
         env["GODEBUG"] = "gctrace=1"
     t = time.time()
@@ -76,7 +79,7 @@ def run(system, live, secs):
     if p.returncode != 0 or "phase_end_s" not in kv:
         raise RuntimeError(f"{system} failed ({p.returncode}): {p.stderr[-500:]}")
     t0, t1 = float(kv["phase_start_s"]), float(kv["phase_end_s"])
-    pauses, cpu = [], None
+    pauses, cpu, parts = [], None, []
     if system == "boehm":
         for m in re.finditer(r"^pause ([\d.]+) ([\d.]+)$", p.stdout, re.M):
             pauses.append((float(m.group(1)), float(m.group(2)) / 1e3))
@@ -84,16 +87,23 @@ def run(system, live, secs):
         cpu = total_pause / (t1 - t0) if t1 > t0 else None   # every Boehm collection is a pause
     else:
         for line in p.stderr.splitlines():
-            m = TRACE.match(line)
+            m, q = TRACE.match(line), PACER.match(line)
+            if q and parts:
+                stop1, stop2, flush, drain, rest = (float(x) for x in q.groups())
+                parts[-2].update(stop_ms=stop1)
+                parts[-1].update(stop_ms=stop2, flush_ms=flush, drain_ms=drain, rest_ms=rest)
             if not m:
                 continue
             at, a, b, c = float(m.group(2)), float(m.group(4)), float(m.group(5)), float(m.group(6))
             pauses.append((at, a / 1e3))
             pauses.append((at + (a + b) / 1e3, c / 1e3))
+            parts += [{"gc": int(m.group(1)), "pause": "mark start", "ms": a},
+                      {"gc": int(m.group(1)), "pause": "mark termination", "ms": c}]
             cpu = int(m.group(3)) / 100.0
         if system == "rtgc" and "gc_cpu_fraction" in kv:
             cpu = float(kv["gc_cpu_fraction"])
     inside = [(s, d) for s, d in pauses if t0 <= s <= t1]
+    worst = max((x for (s, d), x in zip(pauses, parts) if t0 <= s <= t1), key=lambda x: x["ms"], default=None)
     ds = sorted(d * 1e3 for s, d in inside)
     def pct(q):
         return ds[min(len(ds) - 1, int(q * len(ds)))] if ds else 0.0
@@ -103,6 +113,7 @@ def run(system, live, secs):
         "mmu_1ms": mmu(inside, t0, t1, 0.001), "mmu_10ms": mmu(inside, t0, t1, 0.010),
         "gc_cpu": cpu, "mutator_ops": sum(int(x) for x in re.findall(r"^mutator_ops=(\d+)$", p.stdout, re.M)),
         "build_s": float(kv.get("build_s", 0)), "pause_list_ms": [round(d * 1e3, 4) for s, d in inside],
+        "worst_pause": worst,
     }
 
 
@@ -133,6 +144,12 @@ def main():
         lines.append(f"| {x['system']} | {x['pauses']} | {f(x['p50_ms'])} | {f(x['p99_ms'])} | {f(x['max_ms'])} | "
                      f"{f(x['mmu_1ms'], 2)} | {f(x['mmu_10ms'], 2)} | {f(x['gc_cpu'], 2)} | "
                      f"{x['mutator_ops'] / 1e6:.1f} | {x['build_s']:.1f} |")
+    for x in results:
+        w = x.get("worst_pause")
+        if w and "stop_ms" in w:
+            more = "".join(f", {k[:-3]} {w[k]:.3f} ms" for k in ("flush_ms", "drain_ms", "rest_ms") if k in w)
+            lines.append(f"- rtgc run {results.index(x) // len(systems) + 1}: longest pause {w['ms']:.3f} ms "
+                         f"(gc {w['gc']}, {w['pause']}): stopping the world {w['stop_ms']:.3f} ms{more}")
     lines += ["", "rtgc and Go: both pauses of every cycle (gctrace A and C); Boehm: every collection "
               "(its pause is the whole mark). GC CPU: rtgc gc_cpu_fraction, Go gctrace U%, Boehm pause "
               "time / mutation time. Pauses counted only inside the mutation phase."]
