@@ -18,7 +18,10 @@
 
 #define ALLOCATE_OBJ(T, rttype, kind) ((T *)allocate_object(sizeof(T), (rttype), (kind)))
 
-static inline Obj *allocate_object(size_t size, const rt_type *type, ObjType kind) {
+/* Always inlined: sizeof(T) then reaches rt_alloc as a constant, which
+   selects rtgc's size-specialized fast path for layout and pointer-free
+   objects (a call here would hide the constant). */
+static inline __attribute__((always_inline)) Obj *allocate_object(size_t size, const rt_type *type, ObjType kind) {
     Obj *object = lox_alloc(size, type);
     object->type = kind;
     return object;
