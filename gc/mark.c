@@ -99,7 +99,7 @@ static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
 #define ITEM_GENERIC ((uintptr_t)1)
 
 static inline bool heapbits_typed(const rt_span *s, uintptr_t idx) {
-    return s->header_bits != NULL && !(ld_relaxed(&s->header_bits[idx / 8]) >> (idx % 8) & 1);
+    return s->hot.header_bits != NULL && !(ld_relaxed(&s->hot.header_bits[idx / 8]) >> (idx % 8) & 1);
 }
 
 static inline void set_hint(rt_gcwork *w, rt_span *s) {

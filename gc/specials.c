@@ -426,7 +426,7 @@ static inline bool tiny_span(const rt_span *s) { return s->hot.spanclass == RT_T
    allocated). */
 static uintptr_t data_start(const rt_span *s, uintptr_t slot, uintptr_t idx) {
     if (rt__spanclass_noscan(s->hot.spanclass) || rt__spanclass_size(s->hot.spanclass) == 0) return slot;
-    if (s->header_bits) return ld_relaxed(&s->header_bits[idx / 8]) >> (idx % 8) & 1 ? slot + RT_HEADER_SIZE : slot;
+    if (s->hot.header_bits) return ld_relaxed(&s->hot.header_bits[idx / 8]) >> (idx % 8) & 1 ? slot + RT_HEADER_SIZE : slot;
     return slot + RT_HEADER_SIZE;
 }
 

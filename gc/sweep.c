@@ -98,7 +98,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
         nalloc += (size_t)__builtin_popcountll(mark[wd]);
         uint64_t unmarked = ~mark[wd] & valid;
         if (first_free == n && unmarked) first_free = lo + (unsigned)__builtin_ctzll(unmarked);
-        if (s->header_bits) ((uint64_t *)s->header_bits)[wd] &= mark[wd];
+        if (s->hot.header_bits) ((uint64_t *)s->hot.header_bits)[wd] &= mark[wd];
     }
     size_t nfreed = s->hot.alloc_count - nalloc;
     s->hot.alloc_count = (uint16_t)nalloc;

@@ -51,7 +51,7 @@ void rt__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
 #define RT_ARENA_BYTES      ((uintptr_t)1 << RT_ARENA_SHIFT)
 #define RT_PAGES_PER_ARENA  (RT_ARENA_BYTES / RT_PAGE_SIZE)  /* 8192 */
 #define RT_ARENA_L2_ENTRIES ((uintptr_t)1 << (RT_HEAP_ADDR_BITS - RT_ARENA_SHIFT))
-#define RT_HEADER_SIZE      8                               /* type header of traced/large-layout objects */
+#define RT_HEADER_SIZE      RT__HEADER_SIZE                 /* type header of traced/large-layout objects */
 #define RT_TINY_SPAN_CLASS  (RT_TINY_SIZE_CLASS << 1 | 1)
 #define RT_MIN_HEAP         ((uint64_t)4 << 20)             /* Go's defaultHeapMinimum */
 
@@ -69,12 +69,11 @@ static inline bool     rt__spanclass_noscan(unsigned spc) { return spc & 1; }
 enum { RT_SPAN_DEAD = 0, RT_SPAN_INUSE = 1 };
 
 typedef struct rt_span {
-    rt__span   hot;              /* alloc_cache, base, elemsize, freeindex, nelems, alloc_count, needzero, spanclass */
+    rt__span   hot;              /* alloc_cache, base, elemsize, freeindex, nelems, alloc_count, needzero, spanclass, hb_type, header_bits */
     uintptr_t  limit;            /* end of the object-bearing bytes */
     size_t     npages;
     uint8_t   *alloc_bits;       /* 1 bit per slot; with freeindex, the allocation state */
     uint8_t   *mark_bits;        /* 1 bit per slot; set by the marker, swapped in at sweep */
-    uint8_t   *header_bits;      /* exactly the spans with heap bits: 1 = the slot starts with a type header */
     uint32_t   divmagic;         /* slot index = (offset * divmagic) >> 32 */
     uint32_t   sweepgen;
     uint8_t    state;            /* RT_SPAN_*, stored last when a span is published */

@@ -83,17 +83,6 @@ static void *alloc_large(size_t size, const rt_type *type) {
     return (void *)s->hot.base;
 }
 
-/* A span's header bits have one writer at a time: the P that caches the
-   span (here) or its sweeper, never both.  Markers and specials only read
-   them, so a relaxed load and store suffice (they keep the byte whole for
-   those readers); a locked OR here was half of this function's time in
-   the Lox VM, whose objects all carry a header.  publish() orders the
-   store before the slot becomes visible to markers. */
-static inline void set_bit(uint8_t *bits, uintptr_t i) {
-    uint8_t *b = &bits[i / 8];
-    st_relaxed(b, (uint8_t)(ld_relaxed(b) | (1u << (i % 8))));
-}
-
 /* Allocate with a P held and no collection pending. NULL: out of memory. */
 void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
     if (size == 0) size = 1;   /* distinct objects, never a shared zero address */
@@ -120,7 +109,8 @@ void *rt__malloc(rt_mcache *c, size_t size, const rt_type *type) {
     uintptr_t obj = p;
     if (header) {
         *(const rt_type **)p = type;
-        if (s->header_bits) set_bit(s->header_bits, rt__span_obj_index(s, p));
+        /* publish() below orders this before markers see the slot. */
+        if (s->hot.header_bits) rt__header_bit_set(&s->hot, rt__span_obj_index(s, p));
         obj = p + RT_HEADER_SIZE;
     } else if (!noscan) {
         if (size == type->size) {
@@ -208,9 +198,9 @@ const rt_type *rt__object_type(rt_span *s, uintptr_t objbase, uintptr_t *datap) 
     *datap = objbase;
     if (rt__spanclass_noscan(s->hot.spanclass)) return RT_NOSCAN;
     if (rt__spanclass_size(s->hot.spanclass) == 0) return ld_acquire(&s->large_type);
-    if (s->header_bits) {
+    if (s->hot.header_bits) {
         uintptr_t idx = rt__span_obj_index(s, objbase);
-        if (!(ld_relaxed(&s->header_bits[idx / 8]) & (1u << (idx % 8)))) return NULL;   /* heap bits */
+        if (!(ld_relaxed(&s->hot.header_bits[idx / 8]) & (1u << (idx % 8)))) return NULL;   /* heap bits */
     }
     *datap = objbase + RT_HEADER_SIZE;
     return *(const rt_type **)objbase;

@@ -54,8 +54,8 @@ static void bitmap_free_one(uint8_t *b, unsigned words) { rt__metapool_free(&bit
 void rt__span_release_bitmaps(rt_span *s) {
     if (s->alloc_bits) bitmap_free_one(s->alloc_bits, s->bitmap_words);
     if (s->mark_bits) bitmap_free_one(s->mark_bits, s->bitmap_words);
-    if (s->header_bits) bitmap_free_one(s->header_bits, s->bitmap_words);
-    s->alloc_bits = s->mark_bits = s->header_bits = NULL;
+    if (s->hot.header_bits) bitmap_free_one(s->hot.header_bits, s->bitmap_words);
+    s->alloc_bits = s->mark_bits = s->hot.header_bits = NULL;
 }
 
 #define RELEASE_RUN_SLABS 64   /* per madvise call: 256 KiB with 4 KiB pages */
@@ -105,8 +105,12 @@ void rt__heapbits_fill(rt__span *s, const rt_type *type) {
     RT_ASSERT(type->kind == RT__KIND_LAYOUT && nw >= 1 && nw <= 64 && type->size <= s->elemsize);
     u128 rep = type->small_mask;
     for (unsigned n = nw; n < 128; n *= 2) rep |= rep << n;
-    for (unsigned i = 0, phase = 0; i < RT__HEAPBITS_BYTES / 8; i++, phase = (phase + 64) % nw)
+    unsigned step = 64 % nw;   /* one division, not one per word */
+    for (unsigned i = 0, phase = 0; i < RT__HEAPBITS_BYTES / 8; i++) {
         __atomic_store_n(&hb[i], (uint64_t)(rep >> phase), __ATOMIC_RELAXED);
+        phase += step;
+        if (phase >= nw) phase -= nw;
+    }
     s->hb_type = type;
 }
 
@@ -138,10 +142,10 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
     s->bitmap_words = (uint16_t)((s->hot.nelems + 63) / 64);
     s->alloc_bits = bitmap_alloc(s->bitmap_words);
     s->mark_bits = bitmap_alloc(s->bitmap_words);
-    s->header_bits = rt__span_has_heapbits(s) ? bitmap_alloc(s->bitmap_words) : NULL;
+    s->hot.header_bits = rt__span_has_heapbits(s) ? bitmap_alloc(s->bitmap_words) : NULL;
     /* Out of memory for a bitmap: the caller (mheap) sees a NULL bitmap,
        releases the others and reports the allocation as failed. */
-    if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->header_bits)) return;
+    if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->hot.header_bits)) return;
     /* Clearing the heap bits first makes the page's first touch a write:
        one page fault instead of a read fault and a copy-on-write fault. */
     if (rt__span_has_heapbits(s)) memset(rt__span_heapbits(s), 0, RT__HEAPBITS_BYTES);

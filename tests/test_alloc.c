@@ -73,7 +73,7 @@ Test(alloc, small_layout_objects_write_heap_bits) {
             cr_assert_eq(bit, k == 0 || k == 2, "object %d word %lu heap bit %d", i, (unsigned long)k, bit);
         }
         uintptr_t idx = rt__span_obj_index(s, (uintptr_t)o);
-        cr_assert_eq(s->header_bits[idx / 8] >> (idx % 8) & 1, 0, "layout object marked as having a header");
+        cr_assert_eq(s->hot.header_bits[idx / 8] >> (idx % 8) & 1, 0, "layout object marked as having a header");
     }
 }
 
@@ -107,6 +107,30 @@ Test(alloc, traced_conservative_and_big_layout_objects_carry_a_header) {
         cr_assert_eq(data, (uintptr_t)o);
         cr_assert_eq(rt_usable_size(o), s->hot.elemsize - RT_HEADER_SIZE);
         cr_assert_geq(rt_usable_size(o), sizes[i]);
+    }
+}
+
+/* The inline path with a constant size writes a header object the way the
+   generic path does: the type in the header, the slot's header bit, the
+   object 8 bytes in, and the same span as the generic path's objects. */
+static void check_header_object(char *o, const rt_type *t, size_t size, char *generic) {
+    rt_span *s = rt__span_of_heap((uintptr_t)o);
+    uintptr_t base = rt__find_object((uintptr_t)o, NULL, NULL), data;
+    cr_assert_eq((uintptr_t)o, base + RT_HEADER_SIZE, "%zu-byte %s: not 8 bytes into its slot", size, t->name);
+    cr_assert_eq(rt__object_type(s, base, &data), t, "%zu-byte %s: header or header bit missing", size, t->name);
+    cr_assert_eq(data, (uintptr_t)o);
+    cr_assert_geq(rt_usable_size(o), size);
+    cr_assert(all_zero(o, size));
+    cr_assert_eq(rt__span_of_heap((uintptr_t)generic)->hot.spanclass, s->hot.spanclass,
+                 "%zu-byte %s: the inline and generic paths chose different span classes", size, t->name);
+}
+
+Test(alloc, inline_path_writes_headers_for_traced_and_conservative_objects) {
+    const rt_type *tr = rt_type_traced("traced", no_trace);
+    for (int round = 0; round < 600; round++) {   /* past a span's end: refills */
+        check_header_object(rt_alloc(24, tr), tr, 24, (rt_alloc)(24, tr));
+        check_header_object(rt_alloc(56, RT_CONSERVATIVE), RT_CONSERVATIVE, 56, (rt_alloc)(56, RT_CONSERVATIVE));
+        check_header_object(rt_alloc(504, tr), tr, 504, (rt_alloc)(504, tr));
     }
 }
 

@@ -24,6 +24,7 @@ extern "C" {
 #define RT__NUM_SPAN_CLASSES (RT_NUM_SIZE_CLASSES * 2)
 #define RT__MAX_NOHEADER_SIZE 512      /* layout objects up to this size keep heap bits in the span */
 #define RT__HEAPBITS_BYTES    128      /* heap bits at the end of a one-page scan span */
+#define RT__HEADER_SIZE       8        /* the rt_type * before a traced, conservative or big layout object */
 
 /* Type kinds (rt_type.kind). */
 enum { RT__KIND_LAYOUT = 1, RT__KIND_TRACED = 2, RT__KIND_CONSERVATIVE = 3 };
@@ -54,6 +55,7 @@ typedef struct rt__span {
     uint8_t   needzero;      /* free slots may hold garbage */
     uint8_t   spanclass;     /* sizeclass << 1 | noscan */
     const struct rt_type *hb_type;   /* heap-bits spans: see rt__heapbits_set */
+    uint8_t  *header_bits;   /* exactly the spans with heap bits: 1 = the slot starts with a type header */
 } rt__span;
 
 /* Hot prefix of a P's allocation cache (runtime/mcache.h extends it). */
@@ -127,6 +129,16 @@ static inline __attribute__((always_inline)) void rt__heapbits_write_small(uintp
     }
 }
 
+/* Mark slot idx of a heap-bits span as starting with a type header.  A
+   span's header bits have one writer at a time: the P that caches the
+   span, or its sweeper, never both.  Markers and specials only read them,
+   so a relaxed load and store suffice (they keep the byte whole for those
+   readers); a locked OR was half of rt__malloc's time in the Lox VM. */
+static inline __attribute__((always_inline)) void rt__header_bit_set(rt__span *s, uintptr_t idx) {
+    uint8_t *b = &s->header_bits[idx / 8];
+    __atomic_store_n(b, (uint8_t)(__atomic_load_n(b, __ATOMIC_RELAXED) | (1u << (idx % 8))), __ATOMIC_RELAXED);
+}
+
 /* Most heap-bits spans hold one type, so a span remembers the type whose
    element bits every slot, free or not, already holds (hb_type): NULL in
    a fresh span, whose first layout object fills the bits of every slot
@@ -176,13 +188,28 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
                         return (void *)p;
                     }
                 }
-            } else if (type->kind == RT__KIND_LAYOUT && type->size == size) {
-                rt__span *s = c->alloc[cls << 1];
-                uintptr_t p = rt__span_next_free_fast(s, elemsize);
+            } else if (type->kind == RT__KIND_LAYOUT) {
+                if (type->size == size) {
+                    rt__span *s = c->alloc[cls << 1];
+                    uintptr_t p = rt__span_next_free_fast(s, elemsize);
+                    if (RT__LIKELY(p != 0)) {
+                        if (s->needzero) memset((void *)p, 0, elemsize);
+                        rt__heapbits_set(s, p, type);
+                        return (void *)p;
+                    }
+                }
+            } else if (size + RT__HEADER_SIZE <= RT__MAX_NOHEADER_SIZE) {
+                /* Traced or conservative: the type in an 8-byte header, in a
+                   heap-bits span (which has header bits) of the bigger class. */
+                unsigned hcls = rt__size_to_class_inline(size + RT__HEADER_SIZE);
+                uintptr_t hsize = rt__class_to_size[hcls];
+                rt__span *s = c->alloc[hcls << 1];
+                uintptr_t p = rt__span_next_free_fast(s, hsize);
                 if (RT__LIKELY(p != 0)) {
-                    if (s->needzero) memset((void *)p, 0, elemsize);
-                    rt__heapbits_set(s, p, type);
-                    return (void *)p;
+                    if (s->needzero) memset((void *)p, 0, hsize);
+                    *(const struct rt_type **)p = type;
+                    rt__header_bit_set(s, s->freeindex - 1u);
+                    return (void *)(p + RT__HEADER_SIZE);
                 }
             }
         }
