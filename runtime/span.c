@@ -100,7 +100,7 @@ void rt__span_pools_check(void) {
    (64 i) % nw of the repetition. */
 void rt__heapbits_fill(rt__span *s, const rt_type *type) {
     __extension__ typedef unsigned __int128 u128;
-    uint64_t *hb = (uint64_t *)(s->base + RT_PAGE_SIZE - RT__HEAPBITS_BYTES);
+    uint64_t *hb = rt__span_heapbits((const rt_span *)s);   /* s is the hot prefix of an rt_span */
     unsigned nw = (unsigned)(s->elemsize / 8);
     RT_ASSERT(type->kind == RT__KIND_LAYOUT && nw >= 1 && nw <= 64 && type->size <= s->elemsize);
     u128 rep = type->small_mask;
