@@ -87,12 +87,10 @@ const rt_type *rt_type_traced(const char *name, rt_trace_fn trace) {
 /* Heap bits for a headerless object of `size` bytes in a slot of elemsize:
    the element mask repeated every type->size bytes (arrays), zero past size. */
 uint64_t rt__type_object_mask_tiled(const rt_type *t, size_t size, size_t elemsize) {
-    uint64_t m = 0;
-    size_t ewords = (t->size + 7) / 8, words = (size + 7) / 8;
+    size_t ewords = (t->size + 7) / 8, words = (size + 7) / 8;   /* pointerful sizes are word multiples */
     if (words > elemsize / 8) words = elemsize / 8;
-    for (size_t w = 0; w < words; w++) {
-        size_t e = w % ewords;   /* pointerful element sizes are word multiples */
-        if (t->small_mask >> e & 1) m |= (uint64_t)1 << w;
-    }
-    return m;
+    RT_ASSERT(ewords >= 1 && ewords <= 64 && words <= 64);
+    uint64_t m = t->small_mask;
+    for (size_t n = ewords; n < 64; n *= 2) m |= m << n;   /* doubling: no division per word */
+    return words == 64 ? m : m & (((uint64_t)1 << words) - 1);
 }

@@ -88,6 +88,26 @@ Test(alloc, arrays_repeat_the_layout_in_heap_bits) {
         cr_assert_eq(hb[(w + k) / 64] >> ((w + k) % 64) & 1, k % 2 == 0, "word %lu", (unsigned long)k);
 }
 
+/* The array mask against a word-by-word model, for element sizes of 1 to 64
+   words with two pointer patterns, at every array length that fits a slot. */
+Test(alloc, tiled_array_masks_repeat_the_element_at_every_size) {
+    for (size_t ew = 1; ew <= 64; ew++) {
+        size_t offs[64], n = 0;
+        for (size_t k = 0; k < ew; k++)
+            if (k % 3 == 0 || k == ew - 1) offs[n++] = k * 8;   /* first, every third, last word */
+        const rt_type *t = rt_type_layout("tile", ew * 8, offs, n);
+        for (size_t words = ew; words <= 64; words += ew) {
+            size_t elemsize = rt__class_to_size[rt__size_to_class_inline(words * 8)];
+            if (elemsize > 512) elemsize = 512;
+            uint64_t want = 0;
+            for (size_t w = 0; w < words && w < elemsize / 8; w++)
+                if (t->small_mask >> (w % ew) & 1) want |= (uint64_t)1 << w;
+            cr_assert_eq(rt__type_object_mask_tiled(t, words * 8, elemsize), want,
+                         "element of %zu words, array of %zu words", ew, words);
+        }
+    }
+}
+
 static void no_trace(void *obj, size_t size, rt_visitor *v) { (void)obj; (void)size; (void)v; }
 
 Test(alloc, traced_conservative_and_big_layout_objects_carry_a_header) {
