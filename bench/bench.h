@@ -23,7 +23,8 @@
  *     bench_alloc_generic always takes the general out-of-line one.
  *   - Memory from the GC backends is zeroed; malloc memory is not, so a
  *     suite that needs NULL fields writes them when BENCH_ZEROED is 0.
- *   - bench_free is a no-op for the GC backends (BENCH_FREES == 0);
+ *   - bench_free is a no-op for the GC backends (BENCH_FREES == 0), and
+ *     a walk that exists only to free is skipped for them;
  *     bench_collect runs a full collection (a no-op for malloc).
  *   - Loops that allocate nothing for long (tree walks) call
  *     bench_safepoint, as a VM polls at back-edges: rtgc stops a thread
