@@ -7,6 +7,9 @@
  * MAP_FIXED mapping over the range; the caller learns whether the range
  * now reads as zero.
  *
+ * Heap arenas are reserved upward from a hint address (docs/memory.md,
+ * "Where the heap lives"); everything else where the kernel puts it.
+ *
  * Huge pages (docs/memory.md has the policy and the measurements): metadata
  * reservations and mappings get MADV_NOHUGEPAGE, because they are sparse
  * (the 32 MiB arena index, the summary arrays) and a huge page would turn a
@@ -18,6 +21,7 @@
 
 #include <limits.h>
 #include <linux/futex.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -80,9 +84,56 @@ void *rt__os_reserve(size_t bytes, size_t align) {
     return p;
 }
 
+/* Where the next heap reservation is tried first (0: not chosen yet).  The
+   page allocator is first-fit by address, so the heap must grow upward;
+   the kernel's placement is top-down, and a new arena below the old ones
+   took every allocation while freed, resident pages above it sat idle.
+   ThreadSanitizer has shadow memory only for its fixed application
+   ranges, so its builds keep the kernel's placement. */
+#if defined(__SANITIZE_THREAD__)
+#define HEAP_HINTS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HEAP_HINTS 0
+#endif
+#endif
+#ifndef HEAP_HINTS
+#define HEAP_HINTS (UINTPTR_MAX > 0xffffffffu)
+#endif
+static uintptr_t heap_hint;
+
+/* 64 TiB plus a random multiple of 4 GiB below 4 TiB: far from the image,
+   brk and the mmap area, and from Go's 0xc000000000 (a VM may link Go). */
+static uintptr_t first_heap_hint(void) {
+    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+    uintptr_t step = r ? ((uintptr_t)r[0] | (uintptr_t)(r[1] & 3) << 8) : 0;
+    return ((uintptr_t)0x4000 << 32) + (step << 32);
+}
+
+/* At heap_hint or a little above it, or NULL; never replaces a mapping.
+   Something else mapped at the hint (an embedder's own fixed mapping)
+   moves the try 4 GiB up, a few times, before the kernel gets to choose. */
+static void *reserve_at_hint(size_t bytes, size_t align) {
+    if (!HEAP_HINTS) return NULL;
+    if (!heap_hint) heap_hint = first_heap_hint();
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uintptr_t want = (heap_hint + align - 1) & ~(uintptr_t)(align - 1);
+        void *p = mmap((void *)want, bytes, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == (void *)want) {
+            heap_hint = want + bytes;
+            return p;
+        }
+        if (p != MAP_FAILED) munmap(p, bytes);   /* a kernel before 4.17 took the flag as a hint */
+        heap_hint = want + ((uintptr_t)4 << 30);
+    }
+    return NULL;
+}
+
 void *rt__os_reserve_heap(size_t bytes, size_t align) {
     if (injected_failure("reserve_heap", bytes)) return NULL;
-    void *p = reserve(bytes, align);
+    void *p = reserve_at_hint(bytes, align);
+    if (!p) p = reserve(bytes, align);
     if (p && heap_thp != RT_THP_SYSTEM)
         (void)madvise(p, bytes, heap_thp == RT_THP_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     return p;

@@ -12,8 +12,10 @@
    least the OS page size), inaccessible.  NULL if the OS refuses.  For
    metadata: the range is marked MADV_NOHUGEPAGE (see docs/memory.md). */
 void *rt__os_reserve(size_t bytes, size_t align);
-/* The same for heap arenas: the range gets the heap's huge-page policy
-   (rt__os_set_heap_thp) instead. */
+/* The same for heap arenas: each lies above the last when the address
+   space allows (the page allocator is first-fit by address), and the range
+   gets the heap's huge-page policy (rt__os_set_heap_thp) instead.  Called
+   with the heap lock held. */
 void *rt__os_reserve_heap(size_t bytes, size_t align);
 /* Make [p, p+bytes) readable and writable (memory reads as zero the first
    time).  0 on success, -1 if the OS refuses. */
