@@ -90,16 +90,7 @@ void *rt__os_reserve(size_t bytes, size_t align) {
    took every allocation while freed, resident pages above it sat idle.
    ThreadSanitizer has shadow memory only for its fixed application
    ranges, so its builds keep the kernel's placement. */
-#if defined(__SANITIZE_THREAD__)
-#define HEAP_HINTS 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define HEAP_HINTS 0
-#endif
-#endif
-#ifndef HEAP_HINTS
-#define HEAP_HINTS (UINTPTR_MAX > 0xffffffffu)
-#endif
+#define HEAP_HINTS (!RT_TSAN_BUILD && UINTPTR_MAX > 0xffffffffu)
 static uintptr_t heap_hint;
 
 /* 64 TiB plus a random multiple of 4 GiB below 4 TiB: far from the image,

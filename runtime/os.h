@@ -8,6 +8,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* RT_ASAN_BUILD / RT_TSAN_BUILD: 1 when built with that sanitizer (gcc
+   defines __SANITIZE_*__, clang answers __has_feature). */
+#if defined(__SANITIZE_ADDRESS__)
+#define RT_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RT_ASAN_BUILD 1
+#endif
+#endif
+#ifndef RT_ASAN_BUILD
+#define RT_ASAN_BUILD 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define RT_TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RT_TSAN_BUILD 1
+#endif
+#endif
+#ifndef RT_TSAN_BUILD
+#define RT_TSAN_BUILD 0
+#endif
+
 /* Reserve `bytes` of address space aligned to `align` (a power of two, at
    least the OS page size), inaccessible.  NULL if the OS refuses.  For
    metadata: the range is marked MADV_NOHUGEPAGE (see docs/memory.md). */

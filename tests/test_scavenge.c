@@ -27,21 +27,13 @@
 #define MiB ((uint64_t)1 << 20)
 #define GiB ((uint64_t)1 << 30)
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN_BUILD 1
-#endif
-#endif
-
 /* The process's resident memory.  Under AddressSanitizer the shadow of
    every page the heap ever touched stays resident (the sanitizer writes it
    when it intercepts mmap and never gives it back): it is the sanitizer's
    memory, not the runtime's, so the shadow regions (x86-64: from
    0x7fff8000 up to 0x10007fff8000) are left out of the sum. */
 static uint64_t rss(void) {
-#ifdef ASAN_BUILD
+#if RT_ASAN_BUILD
     FILE *f = fopen("/proc/self/smaps", "r");
     cr_assert_not_null(f);
     char line[512];
@@ -153,7 +145,7 @@ static void drop_all(void) {
 /* Issue 7's 10 s.  The scavenger's CPU budget is fixed (Go's 1% per
    proc), and under AddressSanitizer its own code runs two to three times
    slower, so the same budget releases the spike in up to twice the time. */
-#ifdef ASAN_BUILD
+#if RT_ASAN_BUILD
 #define DEADLINE_S 20.0
 #else
 #define DEADLINE_S 10.0
@@ -426,16 +418,8 @@ Test(scavenge, hugepages_setting_advises_the_heap) {
    arena 2, A dies: the next allocations must reuse A's pages, not arena
    2's never-touched tail.  ThreadSanitizer builds keep the kernel's
    placement (runtime/os.c), so there the check is skipped. */
-#if defined(__SANITIZE_THREAD__)
-#define TSAN_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN_BUILD 1
-#endif
-#endif
-
 Test(scavenge, freed_pages_are_reused_before_a_new_arena_s_fresh_ones) {
-#ifdef TSAN_BUILD
+#if RT_TSAN_BUILD
     cr_skip("ThreadSanitizer: the kernel places the arenas");
 #endif
     enum { NA = 60, NB = 10, NC = 20 };    /* x 1 MiB; an arena is 64 MiB */
