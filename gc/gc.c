@@ -472,7 +472,7 @@ static void run_cycle(int kind) {
     rt__pacer_commit(ct.marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
     uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;   /* before any sweep */
-    rt__sweep_begin_cycle();
+    rt__sweep_begin_cycle(kind != GC_FORCED);   /* rt_gc() returns every empty span's pages */
     if (rt__cfg.gcstoptheworld >= 2) rt__sweep_finish();
     else rt__sweep_pace(rt__gc_trigger > ct.marked ? rt__gc_trigger - ct.marked : 0);
     ct.t3 = rt__nanotime();

@@ -114,7 +114,7 @@ void     rt__roots_free_all(void);
 extern uint64_t rt__last_stack_scan, rt__last_globals_scan;
 
 /* ---- sweeping (gc/sweep.c) ------------------------------------------------------- */
-void rt__sweep_begin_cycle(void);              /* world stopped, after the sweepgen flip */
+void rt__sweep_begin_cycle(bool keep_empty_spans);   /* world stopped, after the sweepgen flip */
 void rt__sweep_finish(void);                   /* sweep everything; wait for other sweepers */
 void rt__sweeper_start(void);
 void rt__sweeper_stop(void);

@@ -19,8 +19,9 @@
  *     needzero is set if anything was freed, and the span is published
  *     swept (sweepgen h);
  *   - unless the caller keeps it (preserve), an empty span returns its
- *     pages to the heap, a full one goes to the swept-full set, others to
- *     swept-partial.  Dead large objects return their pages.
+ *     pages to the heap (or stays in its class, keep_empty_span), a full
+ *     one goes to the swept-full set, others to swept-partial.  Dead large
+ *     objects return their pages.
  * Sweeping never runs during a mark, so freeing a span cannot race with a
  * marker that validates pointers into it. */
 #include "gc.h"
@@ -42,6 +43,19 @@ static struct {
 
 static void clobber(uintptr_t p, size_t n) {
     for (size_t i = 0; i + 4 <= n; i += 4) *(uint32_t *)(p + i) = 0xdeadbeefu;
+}
+
+/* An empty span stays in its class's swept-partial set, instead of going
+   back to the page heap, while the class has budget: as many spans as it
+   handed to mcaches last cycle, which it will want about as many of again
+   before the next mark.  Keeping one skips freeing its pages and bitmaps
+   under the heap lock now and allocating and initializing them again soon
+   (binary-trees: ~10% of the allocating thread's time, with the sweeper
+   contending for the heap lock).  Pages kept are ones the heap would grow
+   back into within the cycle; a class whose demand stops returns them at
+   the next sweep.  rt_gc() cycles keep none (rt__sweep_begin_cycle). */
+static bool keep_empty_span(rt_mcentral *c) {
+    return ld_relaxed(&c->keep_empty) > 0 && __atomic_sub_fetch(&c->keep_empty, 1, __ATOMIC_RELAXED) >= 0;
 }
 
 void rt__sweep_span(rt_span *s, bool preserve) {
@@ -119,7 +133,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
     }
     st_release(&s->sweepgen, h);
     if (preserve) return;
-    if (nalloc == 0) rt__heap_free_span(s);
+    if (nalloc == 0 && !keep_empty_span(c)) rt__heap_free_span(s);
     else rt__mcentral_push_swept(c, s, nalloc == n);
 }
 
@@ -166,7 +180,7 @@ void rt__span_ensure_swept(rt_span *s) {
     while (ld_acquire(&s->sweepgen) == h - 1 && ld_acquire(&s->state) == RT_SPAN_INUSE) sched_yield();
 }
 
-void rt__sweep_begin_cycle(void) {
+void rt__sweep_begin_cycle(bool keep_empty_spans) {
     /* A sweeper that entered rt__sweep_one before the sweepgen flip holds
        the old h; if it saw the reset cursor it would pop a span of the new
        unswept set, fail the CAS on h-2 and drop the span from every set.
@@ -175,6 +189,11 @@ void rt__sweep_begin_cycle(void) {
     while (__atomic_load_n(&S.active, __ATOMIC_SEQ_CST) > 0) sched_yield();
     S.pages_swept = 0;
     S.pages_per_byte = 0;
+    for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
+        rt_mcentral *c = &rt__heap.central[i];
+        c->keep_empty = keep_empty_spans ? (int32_t)ld_relaxed(&c->spans_cached) : 0;
+        st_relaxed(&c->spans_cached, 0);
+    }
     __atomic_store_n(&S.cursor, 0, __ATOMIC_SEQ_CST);
 }
 

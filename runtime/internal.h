@@ -208,6 +208,11 @@ typedef struct rt_mcentral {
     pthread_mutex_t lock;
     unsigned        spanclass;
     rt_spanset      partial[2], full[2];
+    /* Spans handed to mcaches since the last mark termination, and how many
+       swept-empty spans the class keeps this cycle instead of returning
+       their pages (gc/sweep.c, keep_empty_span). */
+    uint32_t        spans_cached;
+    int32_t         keep_empty;
 } __attribute__((aligned(64))) rt_mcentral;
 
 rt_span *rt__mcentral_cache_span(rt_mcentral *c);

@@ -95,6 +95,7 @@ rt_span *rt__mcentral_cache_span(rt_mcentral *c) {
     } else {
         rt__span_prime_cache(s);   /* slots below freeindex stay allocated */
     }
+    add_relaxed(&c->spans_cached, 1);
     RT_CHECK(rt__span_check(s));
     return s;
 }

@@ -1,6 +1,7 @@
 /* tests/test_sweep_span.c -- sweeping one span: given mark bits, exactly the
  * unmarked slots become free and come back zeroed; an empty span returns its
- * pages to the page heap. */
+ * pages to the page heap, or stays in its class while the class's budget
+ * (last cycle's demand) lasts. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <string.h>
@@ -132,6 +133,65 @@ Test(sweep, an_empty_span_returns_its_pages) {
     cr_assert_not(rt__pages_is_allocated(rt__heap.pages, base));
     cr_assert_eq(rt__pages_inuse(rt__heap.pages), inuse - 1);
     cr_assert_null(rt__span_of_heap(base), "the address no longer maps to a span");
+    rt__heap_check();
+}
+
+Test(sweep, an_empty_span_stays_in_its_class_while_the_class_has_budget) {
+    unsigned cls = 43;   /* 3456 B, 1 page: untouched by the other tests */
+    rt_mcentral *c = &rt__heap.central[rt__spanclass(cls, true)];
+    rt_span *kept = full_span(cls), *freed = full_span(cls);
+    uintptr_t kept_base = kept->hot.base, freed_base = freed->hot.base;
+    c->keep_empty = 1;   /* as if the class had handed out one span last cycle */
+    own_for_sweep(kept);
+    rt__sweep_span(kept, false);
+    own_for_sweep(freed);
+    rt__sweep_span(freed, false);
+    cr_assert(rt__pages_is_allocated(rt__heap.pages, kept_base), "within budget: the pages stay with the class");
+    cr_assert_eq(rt__span_of_heap(kept_base), kept);
+    cr_assert_not(rt__pages_is_allocated(rt__heap.pages, freed_base), "over budget: the pages go back");
+    RT_CHECK(rt__mcentral_check(c));
+    /* The kept span is the class's only swept partial span: the next
+       allocation of the size comes from its first slot, zeroed. */
+    unsigned char *p = (rt_alloc)(rt__class_to_size[cls], RT_NOSCAN);
+    cr_assert_eq((uintptr_t)p, kept_base);
+    for (unsigned k = 0; k < rt__class_to_size[cls]; k++) cr_assert_eq(p[k], 0, "byte %u not zeroed", k);
+    rt__heap_check();
+}
+
+/* No empty span is left in a class's sets (cached spans aside). */
+static unsigned empty_spans_in_classes(void) {
+    unsigned n = 0;
+    for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
+        rt_mcentral *c = &rt__heap.central[i];
+        pthread_mutex_lock(&c->lock);
+        for (int k = 0; k < 2; k++)
+            for (size_t j = 0; j < c->partial[k].n; j++) n += c->partial[k].v[j]->hot.alloc_count == 0;
+        pthread_mutex_unlock(&c->lock);
+    }
+    return n;
+}
+
+Test(sweep, heap_triggered_cycles_keep_empty_spans_and_rt_gc_returns_them) {
+    /* Garbage of one class with nothing live: every span it fills is empty
+       at the next sweep.  Cycles the heap starts give the class a budget
+       of the spans it used; rt_gc() gives none and sweeps everything. */
+    unsigned cls = 44, size = rt__class_to_size[cls];
+    rt_mcentral *c = &rt__heap.central[rt__spanclass(cls, true)];
+    rt_set_gc_percent(100);
+    rt_mem_stats st;
+    rt_read_mem_stats(&st);
+    uint64_t gcs = st.num_gc;
+    int32_t most_kept = 0;
+    for (int i = 0; i < 200000; i++) {
+        (void)(rt_alloc)(size, RT_NOSCAN);
+        if (c->keep_empty > most_kept) most_kept = c->keep_empty;
+    }
+    rt_read_mem_stats(&st);
+    cr_assert_gt(st.num_gc, gcs + 2, "the garbage (%u MiB) must start cycles", 200000u * size >> 20);
+    cr_assert_gt(most_kept, 0, "a heap-triggered cycle gives the class a budget");
+    rt_gc();
+    cr_assert_eq(c->keep_empty, 0);
+    cr_assert_eq(empty_spans_in_classes(), 0, "after rt_gc() every empty span has returned its pages");
     rt__heap_check();
 }
 
