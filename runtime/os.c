@@ -19,6 +19,7 @@
 
 #include "os.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/auxv.h>
@@ -145,6 +146,22 @@ int rt__os_release(void *p, size_t bytes) {
     if (heap_thp != RT_THP_SYSTEM)
         (void)madvise(p, bytes, heap_thp == RT_THP_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     return RT_OS_RELEASED_ZERO;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14; Debian 12's headers may predate it */
+#endif
+
+void rt__os_populate(void *p, size_t bytes) {
+    static int unsupported;
+    if (!__atomic_load_n(&unsupported, __ATOMIC_RELAXED)) {
+        if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0 || errno != EINVAL) return;
+        __atomic_store_n(&unsupported, 1, __ATOMIC_RELAXED);
+    }
+    /* An atomic add of 0 is a write that keeps what the page holds. */
+    size_t page = rt__os_pagesize();
+    for (uintptr_t a = (uintptr_t)p; a < (uintptr_t)p + bytes; a += page)
+        __atomic_fetch_add((uintptr_t *)a, 0, __ATOMIC_RELAXED);
 }
 
 void rt__os_unreserve(void *p, size_t bytes) { munmap(p, bytes); }

@@ -146,9 +146,9 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
     /* Out of memory for a bitmap: the caller (mheap) sees a NULL bitmap,
        releases the others and reports the allocation as failed. */
     if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->hot.header_bits)) return;
-    /* Clearing the heap bits first makes the page's first touch a write:
-       one page fault instead of a read fault and a copy-on-write fault. */
-    if (rt__span_has_heapbits(s)) memset(rt__span_heapbits(s), 0, RT__HEAPBITS_BYTES);
+    /* Zero pages (fresh or released) have zero heap bits already, and
+       mheap faults them in after this in one call. */
+    if (needzero && rt__span_has_heapbits(s)) memset(rt__span_heapbits(s), 0, RT__HEAPBITS_BYTES);
     s->hot.hb_type = NULL;
     s->hot.alloc_cache = ~(uint64_t)0;
     s->sweepgen = rt__heap.sweepgen;

@@ -278,6 +278,29 @@ Test(scavenge, a_released_chunk_releases_its_span_map_page) {
     stop();
 }
 
+/* A new small-object span is faulted in whole as it is made (one madvise
+   instead of a fault per OS page, runtime/mheap.c); a large object's
+   pages are left to fault when the program uses them. */
+Test(scavenge, a_new_small_span_is_resident_at_once_and_a_large_object_is_not) {
+    start(RT_GC_OFF, 0, NULL, false);
+    unsigned cls = 0;
+    for (unsigned k = 1; k < RT_NUM_SIZE_CLASSES && !cls; k++)
+        if (rt__class_to_npages[k] >= 2) cls = k;
+    cr_assert_neq(cls, 0u);
+    void *p = (rt_alloc)(rt__class_to_size[cls], RT_NOSCAN);
+    rt_span *s = rt__span_of_heap((uintptr_t)p);
+    cr_assert_not_null(s);
+    size_t os_page = (size_t)sysconf(_SC_PAGESIZE);
+    for (uintptr_t a = s->hot.base; a < s->hot.base + s->npages * RT_PAGE_SIZE; a += os_page)
+        cr_assert(resident((void *)a), "page %#lx of a fresh %zu-page span (class %u) is not resident",
+                  (unsigned long)a, s->npages, cls);
+    uintptr_t big = (uintptr_t)(rt_alloc)(4 * MiB, RT_NOSCAN);
+    size_t pages = 4 * MiB / os_page, res = 0;
+    for (size_t i = 0; i < pages; i++) res += resident((void *)(big + i * os_page));
+    cr_assert_lt(res, pages / 4, "%zu of the %zu pages of an untouched large object are resident", res, pages);
+    stop();
+}
+
 Test(scavenge, free_os_memory_returns_everything_at_once, .timeout = 60) {
     start(100, 0, NULL, false);
     build_live();
