@@ -11,7 +11,12 @@
  * no copying.  A span is in at most one set, or cached in one mcache, or
  * owned by one sweeper (sweepgen h-1, acquired by CAS).  Sets are small
  * arrays under the mcentral's lock (Go uses lock-free span sets; a lock per
- * class is uncontended at the refill rate and simpler to verify). */
+ * class is simpler to verify).  The lock is contended: the allocating
+ * thread and the background sweeper take it per span; with a plain mutex,
+ * locking, unlocking and the futex calls of the waits were ~15% of
+ * gcbench's allocating thread (perf).  It spins before it sleeps
+ * (rt__os_mutex_init_spinning): gcbench 229 -> 209 ms, medians of 9
+ * beside Boehm's 263. */
 #include "internal.h"
 
 #include <string.h>

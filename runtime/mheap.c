@@ -74,7 +74,7 @@ int rt__heap_init(void) {
     H.pa_meta = rt__pages_meta_bytes(rt__heap.pages);
     rt__heap.sweepgen = 4;   /* start above 0 so h-2 never wraps */
     for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
-        pthread_mutex_init(&rt__heap.central[i].lock, NULL);
+        rt__os_mutex_init_spinning(&rt__heap.central[i].lock);
         rt__heap.central[i].spanclass = i;
     }
     return 0;

@@ -164,6 +164,14 @@ void rt__os_populate(void *p, size_t bytes) {
         __atomic_fetch_add((uintptr_t *)a, 0, __ATOMIC_RELAXED);
 }
 
+void rt__os_mutex_init_spinning(pthread_mutex_t *m) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
 void rt__os_unreserve(void *p, size_t bytes) { munmap(p, bytes); }
 
 void rt__os_free(void *p, size_t bytes) {

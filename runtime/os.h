@@ -6,6 +6,7 @@
 #define RT_OS_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 /* RT_ASAN_BUILD / RT_TSAN_BUILD: 1 when built with that sanitizer (gcc
@@ -62,6 +63,13 @@ void  rt__os_unreserve(void *p, size_t bytes);
 void  rt__os_free(void *p, size_t bytes);
 /* Reserve and commit in one step, for off-heap metadata; NULL on refusal. */
 void *rt__os_alloc(size_t bytes);
+
+/* A mutex for critical sections of a few dozen instructions that two
+   threads take at a high rate (an mcentral's span sets: the allocating
+   thread and the background sweeper).  glibc's adaptive kind spins a
+   while before it sleeps, so a holder running on another CPU lets go
+   before the waiter pays a futex wait and the holder a futex wake. */
+void rt__os_mutex_init_spinning(pthread_mutex_t *m);
 
 uint64_t rt__nanotime(void);        /* monotonic clock, ns */
 uint64_t rt__cputime_thread(void);  /* CPU time of the calling thread, ns */
