@@ -50,10 +50,9 @@ static void clobber(uintptr_t p, size_t n) {
    handed to mcaches last cycle, which it will want about as many of again
    before the next mark.  Keeping one skips freeing its pages and bitmaps
    under the heap lock now and allocating and initializing them again soon
-   (binary-trees: ~10% of the allocating thread's time, with the sweeper
-   contending for the heap lock).  Pages kept are ones the heap would grow
-   back into within the cycle; a class whose demand stops returns them at
-   the next sweep.  rt_gc() cycles keep none (rt__sweep_begin_cycle). */
+   (binary-trees 21: 2.5% of the wall time; docs/design.md).  Pages kept
+   are ones the heap would grow back into within the cycle; a class whose
+   demand stops returns them at the next sweep.  rt_gc() cycles keep none (rt__sweep_begin_cycle). */
 static bool keep_empty_span(rt_mcentral *c) {
     return ld_relaxed(&c->keep_empty) > 0 && __atomic_sub_fetch(&c->keep_empty, 1, __ATOMIC_RELAXED) >= 0;
 }

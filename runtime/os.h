@@ -52,10 +52,9 @@ int   rt__os_commit(void *p, size_t bytes);
 enum { RT_OS_RELEASED_ZERO = 0, RT_OS_RELEASED_DIRTY = 1 };
 int   rt__os_release(void *p, size_t bytes);
 /* Fault [p, p+bytes) in for writing now, contents kept: one madvise
-   (MADV_POPULATE_WRITE) instead of a fault per OS page, which in this
-   project's VMs costs ~11.6 us a page against ~7 us populated 8 KiB at a
-   time (docs/memory.md).  Kernels before 5.14 get each page touched; a
-   refusal (no memory) leaves the pages to fault when used. */
+   (MADV_POPULATE_WRITE) instead of a fault per OS page (docs/memory.md,
+   "First touch").  Kernels before 5.14 get each page touched; a refusal
+   (no memory) leaves the pages to fault when used. */
 void  rt__os_populate(void *p, size_t bytes);
 /* Unmap a reservation entirely (rt_shutdown). */
 void  rt__os_unreserve(void *p, size_t bytes);
