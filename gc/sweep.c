@@ -52,7 +52,8 @@ static void clobber(uintptr_t p, size_t n) {
    under the heap lock now and allocating and initializing them again soon
    (binary-trees 21: 2.5% of the wall time; docs/design.md).  Pages kept
    are ones the heap would grow back into within the cycle; a class whose
-   demand stops returns them at the next sweep.  rt_gc() cycles keep none (rt__sweep_begin_cycle). */
+   demand stops returns them at the next sweep.  rt_gc() cycles keep none
+   (rt__sweep_begin_cycle). */
 static bool keep_empty_span(rt_mcentral *c) {
     return ld_relaxed(&c->keep_empty) > 0 && __atomic_sub_fetch(&c->keep_empty, 1, __ATOMIC_RELAXED) >= 0;
 }
