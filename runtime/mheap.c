@@ -175,18 +175,12 @@ static bool span_bitmaps_ok(const rt_span *s) {
 
 /* The pages of a new small-object span that are not resident yet (never
    touched, or released by the scavenger) are faulted in at once, before
-   any object is handed out:
-   - one madvise for the span instead of a fault per OS page, each of
-     which costs ~11.6 us here (rt__os_populate; gcbench takes ~6,800
-     of them, binary-trees 21 ~70,000);
-   - while a mark runs, rt_store reads a slot before writing it (the
-     barrier shades the old value): on an untouched page that read maps
-     the shared zero page and the write then takes a second,
-     copy-on-write fault that flushes the TLB of every CPU running the
-     process (9% of gcbench's mutator time before pages were touched
-     first).
-   The span is filled soon, so no page is made resident early.  Large
-   objects are left alone: a VM may never touch the end of a big array. */
+   any object is handed out: one madvise instead of a fault per OS page,
+   and no read of an untouched page (rt_store's barrier reads the slot)
+   that maps the zero page and costs a second, copy-on-write fault.
+   docs/memory.md, "First touch", has the measurements.  The span is
+   filled soon, so no page is made resident early.  Large objects are left
+   alone: a VM may never touch the end of a big array. */
 static void populate_small_span(const rt_span *s, size_t nonresident_pages) {
     if (nonresident_pages && rt__spanclass_size(s->hot.spanclass) != 0)
         rt__os_populate((void *)s->hot.base, s->npages * RT_PAGE_SIZE);
