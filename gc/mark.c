@@ -1,13 +1,14 @@
 /* gc/mark.c -- tri-color marking: scanning objects and the mark workers.
  *
- * The algorithm.  Objects are white (mark bit clear), grey (mark bit set
- * and queued in some work buffer), or black (mark bit set and scanned).
+ * The algorithm.  Objects are white (mark byte clear), grey (mark byte set
+ * and queued in some work buffer), or black (mark byte set and scanned).
  * A cycle shades every root at mark start with the world stopped
  * (registered roots and each attached thread's stack and registers,
  * gc/roots.c), then workers repeatedly take a grey object, scan its pointer
- * slots and shade what they point to (rt__shade: the atomic OR that sets a
- * mark bit decides which worker queues the object, so an object is queued
- * at most once per cycle).  Grey objects are taken in batches of eight
+ * slots and shade what they point to (rt__shade: the worker that finds the
+ * mark byte clear and sets it queues the object; with a plain store, two
+ * workers racing for one object may both queue it, which costs a second
+ * scan and nothing else, as in Boehm's parallel marker).  Grey objects are taken in batches of eight
  * that give their prefetch time to land (pf_queue, below); a batch holds
  * grey work privately, so it is empty whenever its owner could be counted
  * as idle.  Pointer-free objects turn black at once.  Each worker keeps a

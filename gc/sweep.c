@@ -1,4 +1,4 @@
-/* gc/sweep.c -- sweeping: turning the mark bits into the new allocation
+/* gc/sweep.c -- sweeping: turning the mark bytes into the new allocation
  * bits, span by span, after each mark.
  *
  * The algorithm.  Mark termination adds 2 to rt__heap.sweepgen (h), which
@@ -12,9 +12,10 @@
  *     clobberfree=1 its memory is filled with 0xdeadbeef);
  *   - a marked slot that was free is a "zombie": a pointer to a freed
  *     object survived somewhere, and the run stops with a report;
- *   - allocBits := gcmarkBits; the old allocBits are cleared and become
- *     the next cycle's mark bits (the swap Go does, without its rotating
- *     bitmap arenas: nothing reads a span's old bits once it is swept);
+ *   - allocBits := the mark bytes packed into bits (Go swaps its
+ *     gcmarkBits in; ours are a byte per slot, runtime/internal.h
+ *     rt__span_set_mark), and the mark bytes are cleared for the next
+ *     cycle;
  *   - freeindex := the first free slot, the allocation cache is reloaded,
  *     needzero is set if anything was freed, and the span is published
  *     swept (sweepgen h);
@@ -71,7 +72,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
 
     if (cls == 0) {
         if (rt__span_is_marked(s, 0)) {
-            memset(s->mark_bits, 0, (size_t)s->bitmap_words * 8);
+            s->mark_bytes[0] = 0;
             st_release(&s->sweepgen, h);
             if (!preserve) rt__mcentral_push_swept(c, s, true);
             return;
@@ -83,7 +84,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
         return;
     }
 
-    uint64_t *alloc = (uint64_t *)s->alloc_bits, *mark = (uint64_t *)s->mark_bits;
+    uint64_t *alloc = (uint64_t *)s->alloc_bits;
     unsigned fi = s->hot.freeindex, n = s->hot.nelems;
     size_t nalloc = 0;
     unsigned first_free = n;
@@ -95,25 +96,28 @@ void rt__sweep_span(rt_span *s, bool preserve) {
         else if (fi > lo) below = ((uint64_t)1 << (fi - lo)) - 1;
         uint64_t valid = n >= lo + 64 ? ~(uint64_t)0 : (((uint64_t)1 << (n - lo)) - 1);
         uint64_t allocated = (alloc[wd] | below) & valid;
-        uint64_t zombies = mark[wd] & ~allocated;
+        uint64_t mark = rt__span_mark_word(s, wd);
+        uint64_t zombies = mark & ~allocated;
         if (RT_UNLIKELY(zombies)) {
             unsigned k = lo + (unsigned)__builtin_ctzll(zombies);
             rt__fatal("sweep: marked free object %#lx in span %#lx (class %u): a pointer to a freed object "
                       "was found by the marker", (unsigned long)(s->hot.base + (uintptr_t)k * s->hot.elemsize),
                       (unsigned long)s->hot.base, cls);
         }
-        uint64_t freed = allocated & ~mark[wd];
+        uint64_t freed = allocated & ~mark;
         if (freed && rt__cfg.clobberfree) {
             for (uint64_t f = freed; f; f &= f - 1) {
                 unsigned k = lo + (unsigned)__builtin_ctzll(f);
                 clobber(s->hot.base + (uintptr_t)k * s->hot.elemsize, s->hot.elemsize);
             }
         }
-        nalloc += (size_t)__builtin_popcountll(mark[wd]);
-        uint64_t unmarked = ~mark[wd] & valid;
+        nalloc += (size_t)__builtin_popcountll(mark);
+        uint64_t unmarked = ~mark & valid;
         if (first_free == n && unmarked) first_free = lo + (unsigned)__builtin_ctzll(unmarked);
-        if (s->hot.header_bits) ((uint64_t *)s->hot.header_bits)[wd] &= mark[wd];
+        if (s->hot.header_bits) ((uint64_t *)s->hot.header_bits)[wd] &= mark;
+        alloc[wd] = mark;   /* the survivors are the allocated slots from here on */
     }
+    memset(s->mark_bytes, 0, (size_t)n);
     size_t nfreed = s->hot.alloc_count - nalloc;
     s->hot.alloc_count = (uint16_t)nalloc;
     /* Starting at the first free slot lets the marker trust every slot
@@ -121,10 +125,6 @@ void rt__sweep_span(rt_span *s, bool preserve) {
        allocation bits. */
     s->hot.freeindex = (uint16_t)first_free;
     s->freeindex_for_scan = (uint16_t)first_free;
-    uint8_t *old = s->alloc_bits;
-    s->alloc_bits = s->mark_bits;
-    memset(old, 0, (size_t)s->bitmap_words * 8);
-    s->mark_bits = old;
     rt__span_prime_cache(s);
     if (nfreed) {
         s->hot.needzero = 1;

@@ -6,8 +6,9 @@
  *   - each span: geometry, bitmaps, alloc_count equal to the allocated
  *     slots (rt__span_check), no marked slot that is free;
  *   - accounting: bytes in allocated slots equal total allocated minus
- *     total freed; bytes in marked slots equal the marked bytes the cycle
- *     counted (objects shaded one by one, and allocated black by span);
+ *     total freed; bytes in marked slots are no more than the marked
+ *     bytes the cycle counted (objects shaded one by one, and allocated
+ *     black by span; racing markers may count an object twice);
  *     pages in spans equal the page allocator's in-use pages;
  *   - the page allocator's radix summaries against its bitmaps. */
 #include "gc.h"
@@ -39,8 +40,10 @@ void rt__verify_heap(const char *when) {
     if (span_bytes_allocated != expect)
         rt__fatal("heap verify (%s): spans hold %llu allocated bytes, accounting says %llu", when,
                   (unsigned long long)span_bytes_allocated, (unsigned long long)expect);
-    if (span_bytes_marked != rt__heap.heap_marked)
-        rt__fatal("heap verify (%s): spans hold %llu marked bytes, the mark counted %llu", when,
+    /* More counted than marked is two markers racing for one object
+       (rt__span_set_mark); fewer is a mark the count missed. */
+    if (span_bytes_marked > rt__heap.heap_marked)
+        rt__fatal("heap verify (%s): spans hold %llu marked bytes, the mark counted only %llu", when,
                   (unsigned long long)span_bytes_marked, (unsigned long long)rt__heap.heap_marked);
     rt__heap_check();
 }

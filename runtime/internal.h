@@ -18,6 +18,10 @@
 #include "os.h"
 #include "pagealloc.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* ---- Errors and assertions ------------------------------------------------ */
 
 /* An unrecoverable internal error: one line on stderr, then abort. */
@@ -73,7 +77,7 @@ typedef struct rt_span {
     uintptr_t  limit;            /* end of the object-bearing bytes */
     size_t     npages;
     uint8_t   *alloc_bits;       /* 1 bit per slot; with freeindex, the allocation state */
-    uint8_t   *mark_bits;        /* 1 bit per slot; set by the marker, swapped in at sweep */
+    uint8_t   *mark_bytes;       /* 1 byte per slot (bitmap_words * 64); set by the marker, packed into alloc_bits at sweep */
     uint32_t   divmagic;         /* slot index = (offset * divmagic) >> 32 */
     uint32_t   sweepgen;
     uint8_t    state;            /* RT_SPAN_*, stored last when a span is published */
@@ -129,17 +133,35 @@ void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
 void      rt__span_prime_cache(rt_span *s);   /* the cache from freeindex (any slot, or nelems) */
 bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
 bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);
-/* Atomic; true if it was unmarked.  The plain load first skips the locked
-   instruction for objects already marked (most pointers in a dense graph).
-   On 32-bit words (the bitmaps are 8-byte aligned, and little-endian word
-   bit i%32 is byte bit i%8): a fetch-or of one bit tested for that bit
-   compiles to `lock bts`, where a byte fetch-or became a compare-exchange
-   loop that took half of this function's time. */
+/* True if it was unmarked.  One byte per slot, as Boehm's parallel marker
+   keeps them: a plain byte store cannot lose another marker's mark, so no
+   locked instruction is needed (a `lock bts` on shared bitmap words was 42%
+   of the marker's inner loop).  Two markers may both see the byte clear
+   and both return true; the object is then scanned twice and its bytes
+   counted twice (heap_marked may exceed the marks, never fall short). */
 static inline bool rt__span_set_mark(rt_span *s, uintptr_t idx) {
-    uint32_t *w = (uint32_t *)(void *)s->mark_bits + idx / 32;
-    uint32_t bit = 1u << (idx % 32);
-    if (ld_relaxed(w) & bit) return false;
-    return !(__atomic_fetch_or(w, bit, __ATOMIC_RELAXED) & bit);
+    uint8_t *b = &s->mark_bytes[idx];
+    if (ld_relaxed(b)) return false;
+    st_relaxed(b, (uint8_t)1);
+    return true;
+}
+/* The marks of slots [64 wd, 64 wd + 64) as a bitmap word (bit k: slot
+   64 wd + k).  The bytes past nelems are never set. */
+static inline uint64_t rt__span_mark_word(const rt_span *s, unsigned wd) {
+    const uint8_t *b = s->mark_bytes + (size_t)wd * 64;
+#if defined(__SSE2__) && !RT_TSAN_BUILD   /* TSan sees only the atomic loads below */
+    const __m128i zero = _mm_setzero_si128();
+    uint64_t clear = 0;
+    for (unsigned k = 0; k < 4; k++) {
+        __m128i v = _mm_load_si128((const __m128i *)(const void *)(b + 16 * k));
+        clear |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) << (16 * k);
+    }
+    return ~clear;
+#else
+    uint64_t m = 0;
+    for (unsigned k = 0; k < 64; k++) m |= (uint64_t)(ld_relaxed(&b[k]) != 0) << k;
+    return m;
+#endif
 }
 size_t    rt__span_count_marks(const rt_span *s);
 /* Allocate black by span during a concurrent mark: premark sets the mark

@@ -170,7 +170,7 @@ static int heap_grow(size_t npages) {
 /* ---- Spans ------------------------------------------------------------------- */
 
 static bool span_bitmaps_ok(const rt_span *s) {
-    return s->alloc_bits && s->mark_bits && (!rt__span_has_heapbits(s) || s->hot.header_bits);
+    return s->alloc_bits && s->mark_bytes && (!rt__span_has_heapbits(s) || s->hot.header_bits);
 }
 
 /* The pages of a new small-object span that are not resident yet (never

@@ -1,6 +1,6 @@
 /* runtime/span.c -- span structures and their bitmaps.
  *
- * Owns: the pools for span structs and for allocBits/gcmarkBits (records
+ * Owns: the pools for span structs, allocBits and mark bytes (records
  * in runtime/metapool.c's releasable pools),
  * span initialization, the allocation-cache slow path (Go's nextFreeIndex)
  * and mark-bit access.  The fast path twin is rt__span_next_free_fast in
@@ -8,7 +8,7 @@
  *
  * Invariants: slot i is allocated iff i < freeindex or allocBits[i] is set;
  * alloc_cache is the complement of allocBits starting at slot freeindex,
- * refilled at 64-slot boundaries; mark bits are only set by the collector
+ * refilled at 64-slot boundaries; mark bytes are only set by the collector
  * and become the allocation bits when the span is swept (rt__sweep_span).
  * The pools are used with the heap lock held. */
 #include "internal.h"
@@ -24,11 +24,17 @@ static rt__metapool span_pool = {
     .name = "span struct", .rec_bytes = sizeof(rt_span),
     .link_off = offsetof(rt_span, next_free), .region_bytes = (size_t)4 << 30,
 };
-static rt__metapool bitmap_pool[MAX_BITMAP_WORDS + 1];   /* by size in 64-bit words; [0] unused */
+/* By size in 64-bit bitmap words (64 slots each); [0] unused.  A span's
+   mark bytes are 64 per bitmap word. */
+static rt__metapool bitmap_pool[MAX_BITMAP_WORDS + 1], markbyte_pool[MAX_BITMAP_WORDS + 1];
 
-/* Pool k: 0 is the span struct pool, 1..MAX_BITMAP_WORDS the bitmap pools. */
-#define NPOOLS (MAX_BITMAP_WORDS + 1)
-static rt__metapool *pool_at(unsigned k) { return k == 0 ? &span_pool : &bitmap_pool[k]; }
+/* Pool k: 0 is the span struct pool, then the bitmap pools, then the
+   mark-byte pools. */
+#define NPOOLS (2 * MAX_BITMAP_WORDS + 1)
+static rt__metapool *pool_at(unsigned k) {
+    if (k == 0) return &span_pool;
+    return k <= MAX_BITMAP_WORDS ? &bitmap_pool[k] : &markbyte_pool[k - MAX_BITMAP_WORDS];
+}
 
 rt_span *rt__span_struct_alloc(void) {
     rt_span *s = rt__metapool_alloc(&span_pool);
@@ -49,13 +55,24 @@ static uint8_t *bitmap_alloc(unsigned words) {
     return rt__metapool_alloc(p);
 }
 
-static void bitmap_free_one(uint8_t *b, unsigned words) { rt__metapool_free(&bitmap_pool[words], b); }
+/* Eight times the bitmap's bytes, so eight times its reservation: the two
+   run out at the same heap size. */
+static uint8_t *markbytes_alloc(unsigned words) {
+    RT_ASSERT(words >= 1 && words <= MAX_BITMAP_WORDS);
+    rt__metapool *p = &markbyte_pool[words];
+    if (!p->name) *p = (rt__metapool){ .name = "span mark bytes", .rec_bytes = (size_t)words * 64,
+                                       .region_bytes = (size_t)8 << 30 };
+    uint8_t *b = rt__metapool_alloc(p);
+    RT_ASSERT((uintptr_t)b % 16 == 0);   /* rt__span_mark_word's aligned loads */
+    return b;
+}
 
 void rt__span_release_bitmaps(rt_span *s) {
-    if (s->alloc_bits) bitmap_free_one(s->alloc_bits, s->bitmap_words);
-    if (s->mark_bits) bitmap_free_one(s->mark_bits, s->bitmap_words);
-    if (s->hot.header_bits) bitmap_free_one(s->hot.header_bits, s->bitmap_words);
-    s->alloc_bits = s->mark_bits = s->hot.header_bits = NULL;
+    unsigned w = s->bitmap_words;
+    if (s->alloc_bits) rt__metapool_free(&bitmap_pool[w], s->alloc_bits);
+    if (s->mark_bytes) rt__metapool_free(&markbyte_pool[w], s->mark_bytes);
+    if (s->hot.header_bits) rt__metapool_free(&bitmap_pool[w], s->hot.header_bits);
+    s->alloc_bits = s->mark_bytes = s->hot.header_bits = NULL;
 }
 
 #define RELEASE_RUN_SLABS 64   /* per madvise call: 256 KiB with 4 KiB pages */
@@ -141,11 +158,11 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
     s->limit = base + s->hot.elemsize * s->hot.nelems;
     s->bitmap_words = (uint16_t)((s->hot.nelems + 63) / 64);
     s->alloc_bits = bitmap_alloc(s->bitmap_words);
-    s->mark_bits = bitmap_alloc(s->bitmap_words);
+    s->mark_bytes = markbytes_alloc(s->bitmap_words);
     s->hot.header_bits = rt__span_has_heapbits(s) ? bitmap_alloc(s->bitmap_words) : NULL;
     /* Out of memory for a bitmap: the caller (mheap) sees a NULL bitmap,
        releases the others and reports the allocation as failed. */
-    if (!s->alloc_bits || !s->mark_bits || (rt__span_has_heapbits(s) && !s->hot.header_bits)) return;
+    if (!s->alloc_bits || !s->mark_bytes || (rt__span_has_heapbits(s) && !s->hot.header_bits)) return;
     /* Zero pages (fresh or released) have zero heap bits already, and
        mheap faults them in after this in one call. */
     if (needzero && rt__span_has_heapbits(s)) memset(rt__span_heapbits(s), 0, RT__HEAPBITS_BYTES);
@@ -201,7 +218,7 @@ bool rt__span_is_free(const rt_span *s, uintptr_t idx) {
 }
 
 bool rt__span_is_marked(const rt_span *s, uintptr_t idx) {
-    return ld_relaxed(&s->mark_bits[idx / 8]) & (1u << (idx % 8));
+    return ld_relaxed(&s->mark_bytes[idx]) != 0;
 }
 
 /* The bits of slots [from, to) within the 32-slot word that starts at lo. */
@@ -222,42 +239,40 @@ static inline uint32_t free_slots_word(const rt_span *s, unsigned w) {
 }
 
 /* Objects allocated during a mark must be black (gc/mark.c).  Marking each
-   one as it is allocated costs a locked instruction per object; marking
-   the span's free slots once, when its P starts allocating from it, costs
-   one per 32 slots.  Locked: markers set other bits of the same words.
-   The marker never looks at a free slot (free_for_scan), so the extra
-   bits mean nothing until unpremark removes them, which the heap verifier
-   and the sweeper (a marked free slot is fatal) would catch if missed. */
+   one as it is allocated would cost a store and a test of the collector's
+   phase on the inline fast path; marking the span's free slots once, when
+   its P starts allocating from it, costs one byte store per free slot off
+   that path.  Markers never write the byte of a free slot (they test
+   free_for_scan first), so premark and unpremark need no locked
+   instruction; relaxed stores because the invalid-pointer check may read
+   one.  The extra marks mean nothing until unpremark removes them, which
+   the heap verifier and the sweeper (a marked free slot is fatal) would
+   catch if missed. */
+static void set_free_slot_marks(rt_span *s, uint8_t value) {
+    for (unsigned w = 0; w * 32 < s->hot.nelems; w++)
+        for (uint32_t f = free_slots_word(s, w); f; f &= f - 1)
+            st_relaxed(&s->mark_bytes[w * 32 + (unsigned)__builtin_ctz(f)], value);
+}
+
 void rt__span_premark(rt_span *s) {
     RT_ASSERT(!s->premarked && rt__spanclass_size(s->hot.spanclass) != 0);
-    uint32_t *mark = (uint32_t *)(void *)s->mark_bits;
-    for (unsigned w = 0; w * 32 < s->hot.nelems; w++) {
-        uint32_t f = free_slots_word(s, w);
-        if (f) __atomic_fetch_or(&mark[w], f, __ATOMIC_RELAXED);
-    }
+    set_free_slot_marks(s, 1);
     s->premarked = true;
     s->premark_count = s->hot.alloc_count;
 }
 
 /* Leaving the P's cache (full, or handed back at mark termination): the
-   slots allocated since premark keep their bits, the free ones lose them.
-   Locked: during the mark, markers may be setting bits of allocated slots
-   in the same words. */
+   slots allocated since premark keep their marks, the free ones lose them. */
 uint64_t rt__span_unpremark(rt_span *s) {
     if (!s->premarked) return 0;
-    uint32_t *mark = (uint32_t *)(void *)s->mark_bits;
-    for (unsigned w = 0; w * 32 < s->hot.nelems; w++) {
-        uint32_t f = free_slots_word(s, w);
-        if (f) __atomic_fetch_and(&mark[w], ~f, __ATOMIC_RELAXED);
-    }
+    set_free_slot_marks(s, 0);
     s->premarked = false;
     return (uint64_t)(uint16_t)(s->hot.alloc_count - s->premark_count) * s->hot.elemsize;
 }
 
 size_t rt__span_count_marks(const rt_span *s) {
     size_t n = 0;
-    const uint64_t *w = (const uint64_t *)s->mark_bits;
-    for (unsigned i = 0; i < s->bitmap_words; i++) n += (size_t)__builtin_popcountll(w[i]);
+    for (unsigned i = 0; i < s->bitmap_words; i++) n += (size_t)__builtin_popcountll(rt__span_mark_word(s, i));
     return n;
 }
 

@@ -1,7 +1,8 @@
-/* tests/test_sweep_span.c -- sweeping one span: given mark bits, exactly the
+/* tests/test_sweep_span.c -- sweeping one span: given mark bytes, exactly the
  * unmarked slots become free and come back zeroed; an empty span returns its
  * pages to the page heap, or stays in its class while the class's budget
- * (last cycle's demand) lasts. */
+ * (last cycle's demand) lasts; allocate-black premarking of a span's free
+ * slots. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <string.h>
@@ -121,6 +122,35 @@ Test(sweep, freeindex_starts_at_the_first_free_slot) {
     cr_assert_eq(s->freeindex_for_scan, n);
     cr_assert_eq(rt__span_next_free(s), 0);
     RT_CHECK(rt__span_check(s));
+}
+
+/* Allocate black (runtime/span.c): premark marks exactly the free slots
+   and leaves the marks of allocated ones as the marker set them; unpremark
+   clears the slots still free, keeps what was allocated in between, and
+   returns its bytes.  Markers write the marks of allocated slots while
+   this happens, so touching one would lose or invent a mark. */
+Test(sweep, premark_and_unpremark_touch_only_the_free_slots) {
+    rt_span *s = full_span(1);   /* 1024 slots of 8 bytes */
+    unsigned n = s->hot.nelems;
+    for (unsigned i = 0; i < n; i++)
+        if (i % 5 != 1) rt__span_set_mark(s, i);   /* the free ones: 1, 6, 11, ... */
+    own_for_sweep(s);
+    rt__sweep_span(s, true);
+    unsigned allocated = s->hot.alloc_count;
+    /* The marker has reached some allocated slots this cycle, not others. */
+    for (unsigned i = 0; i < n; i++)
+        if (i % 5 != 1 && i % 3 == 0) rt__span_set_mark(s, i);
+    rt__span_premark(s);
+    for (unsigned i = 0; i < n; i++)
+        cr_assert_eq(rt__span_is_marked(s, i), i % 5 == 1 || i % 3 == 0, "after premark, slot %u", i);
+    unsigned taken = 0;
+    for (; taken < 77; taken++) cr_assert_neq(rt__span_next_free(s), 0);
+    cr_assert_eq(rt__span_unpremark(s), (uint64_t)taken * 8);
+    cr_assert_eq(s->hot.alloc_count, allocated + taken);
+    for (unsigned i = 0; i < n; i++) {
+        bool new_object = i % 5 == 1 && !rt__span_is_free(s, i);
+        cr_assert_eq(rt__span_is_marked(s, i), new_object || (i % 5 != 1 && i % 3 == 0), "after unpremark, slot %u", i);
+    }
 }
 
 Test(sweep, an_empty_span_returns_its_pages) {
