@@ -101,7 +101,12 @@ void table_add_all(const Table *from, Table *to) {
 void table_trace_entries(void *obj, size_t size, rt_visitor *v) {
     (void)size;
     EntryArray *array = obj;
+    /* An empty slot or a tombstone (no key) holds no object: skipping it
+       halves the visits of a sparse table.  Safe during a concurrent mark:
+       whatever a deletion hid was shaded by its rt_store, and a value
+       stored since is shaded by its own. */
     for (uint64_t i = 0; i < array->capacity; i++) {
+        if (array->entries[i].key == NULL) continue;
         rt_visit(v, array->entries[i].key);
         visit_value(v, array->entries[i].value);
     }
