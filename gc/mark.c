@@ -133,7 +133,11 @@ static inline __attribute__((always_inline)) void shade(rt_gcwork *w, uintptr_t 
     w->bytes_marked += s->hot.elemsize;
     if (rt__spanclass_noscan(s->hot.spanclass)) return;   /* black at once */
     uintptr_t obj = s->hot.base + idx * s->hot.elemsize;
-    __builtin_prefetch((const void *)obj);   /* scanned later: hide the miss, as Go does */
+    /* Scanned later: hide the miss, as Go does.  The second line too, for
+       objects past one: a Lox table's entry array (144 bytes) missed there,
+       and the VM's binary_trees.lox ran 5% faster with it (medians of 8). */
+    __builtin_prefetch((const void *)obj);
+    if (s->hot.elemsize > 64) __builtin_prefetch((const void *)(obj + 64));
     rt__gcwork_put(w, obj | !heapbits_typed(s, idx));
 }
 
