@@ -8,12 +8,12 @@
  * slots and shade what they point to (rt__shade: the worker that finds the
  * mark byte clear and sets it queues the object; with a plain store, two
  * workers racing for one object may both queue it, which costs a second
- * scan and nothing else, as in Boehm's parallel marker).  Grey objects are taken in batches of eight
- * that give their prefetch time to land (pf_queue, below); a batch holds
- * grey work privately, so it is empty whenever its owner could be counted
- * as idle.  Pointer-free objects turn black at once.  Each worker keeps a
- * hint, the span it touched last (rt_gcwork): sound because during a mark
- * no span is freed or reused.
+ * scan and nothing else, as in Boehm's parallel marker).  Grey objects
+ * are taken in batches of eight that give their prefetch time to land
+ * (pf_queue, below); a batch holds grey work privately, so it is empty
+ * whenever its owner could be counted as idle.  Pointer-free objects turn
+ * black at once.  Each worker keeps a hint, the span it touched last
+ * (rt_gcwork): sound because during a mark no span is freed or reused.
  * Objects larger than 128 KiB are queued as 128 KiB oblets so one huge
  * array spreads over all workers.
  *

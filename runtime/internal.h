@@ -135,8 +135,8 @@ bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
 bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);
 /* True if it was unmarked.  One byte per slot, as Boehm's parallel marker
    keeps them: a plain byte store cannot lose another marker's mark, so no
-   locked instruction is needed (a `lock bts` on shared bitmap words was 42%
-   of the marker's inner loop).  Two markers may both see the byte clear
+   locked instruction is needed (docs/design.md, "The tri-color invariant",
+   has the figures).  Two markers may both see the byte clear
    and both return true; the object is then scanned twice and its bytes
    counted twice (heap_marked may exceed the marks, never fall short). */
 static inline bool rt__span_set_mark(rt_span *s, uintptr_t idx) {

@@ -3,7 +3,7 @@
  * Owns: the pools for span structs, allocBits and mark bytes (records
  * in runtime/metapool.c's releasable pools),
  * span initialization, the allocation-cache slow path (Go's nextFreeIndex)
- * and mark-bit access.  The fast path twin is rt__span_next_free_fast in
+ * and mark-byte access.  The fast path twin is rt__span_next_free_fast in
  * include/rtgc/inline.h.
  *
  * Invariants: slot i is allocated iff i < freeindex or allocBits[i] is set;
