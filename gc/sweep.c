@@ -221,6 +221,51 @@ void rt__sweep_finish(void) {
     while (ld_acquire(&S.active) > 0) sched_yield();
 }
 
+/* The background sweeper's unit: a batch of unswept spans of one class,
+   taken and put back under one acquisition of the class lock each, where
+   rt__sweep_one takes it twice per span.  The allocating thread takes the
+   same lock per span it caches; per span from both sides, the lock's line
+   went back and forth between the CPUs.  Large-object classes keep the
+   span-at-a-time path: a dead one is freed by rt__sweep_span itself.
+   Returns the spans swept (0: nothing left). */
+#define SWEEP_BATCH 16
+
+static unsigned sweep_batch(void) {
+    __atomic_add_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+    unsigned swept = 0;
+    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
+    for (;;) {
+        unsigned i = ld_relaxed(&S.cursor);
+        if (i >= RT__NUM_SPAN_CLASSES) break;
+        if (rt__spanclass_size(i) == 0) {
+            __atomic_sub_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+            return rt__sweep_one() ? 1 : 0;
+        }
+        rt_mcentral *c = &rt__heap.central[i];
+        rt_span *batch[SWEEP_BATCH];
+        size_t n = rt__mcentral_pop_unswept_n(c, batch, SWEEP_BATCH), kept = 0;
+        if (n == 0) {
+            unsigned want = i;
+            cas_acq_rel(&S.cursor, &want, i + 1);
+            continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            rt_span *s = batch[k];
+            uint32_t want = h - 2;
+            /* (A stale entry left by rt__span_ensure_swept fails the test.) */
+            if (!(ld_acquire(&s->sweepgen) == want && cas_acq_rel(&s->sweepgen, &want, h - 1))) continue;
+            rt__sweep_span(s, true);
+            swept++;
+            if (s->hot.alloc_count == 0 && !keep_empty_span(c)) rt__heap_free_span(s);
+            else batch[kept++] = s;
+        }
+        rt__mcentral_push_swept_n(c, batch, kept);
+        if (swept) break;
+    }
+    __atomic_sub_fetch(&S.active, 1, __ATOMIC_ACQ_REL);
+    return swept;
+}
+
 static void *sweeper_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&S.lock);
@@ -229,9 +274,13 @@ static void *sweeper_main(void *arg) {
         if (S.quit) break;
         S.wake = false;
         pthread_mutex_unlock(&S.lock);
-        int n = 0;
-        while (rt__sweep_one()) {
-            if (++n % 16 == 0) sched_yield();   /* leave the CPU to mutators now and then */
+        unsigned n = 0, k;
+        while ((k = sweep_batch()) != 0) {
+            n += k;
+            if (n >= 16) {
+                n = 0;
+                sched_yield();   /* leave the CPU to mutators now and then */
+            }
         }
         pthread_mutex_lock(&S.lock);
     }
