@@ -12,10 +12,9 @@
  * owned by one sweeper (sweepgen h-1, acquired by CAS).  Sets are small
  * arrays under the mcentral's lock (Go uses lock-free span sets; a lock per
  * class is simpler to verify).  The lock is contended: the allocating
- * thread takes it per span, the background sweeper per batch of spans
- * (rt__mcentral_pop_unswept_n); with a plain mutex, the sweeper taking it
- * per span too,
- * locking, unlocking and the futex calls of the waits were ~15% of
+ * thread takes it per span, the background sweeper once per batch
+ * (rt__mcentral_pop_unswept_n).  When both took it per span under a plain
+ * mutex, locking, unlocking and the futex calls of the waits were ~15% of
  * gcbench's allocating thread (perf).  It spins before it sleeps
  * (rt__os_mutex_init_spinning): gcbench 229 -> 209 ms, medians of 9
  * beside Boehm's 263. */
@@ -54,16 +53,6 @@ void rt__mcentral_push_swept(rt_mcentral *c, rt_span *s, bool full) {
     pthread_mutex_unlock(&c->lock);
 }
 
-rt_span *rt__mcentral_pop_unswept(rt_mcentral *c) {
-    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
-    unsigned u = 1 - swept_index(h);
-    pthread_mutex_lock(&c->lock);
-    rt_span *s = set_pop(&c->partial[u]);
-    if (!s) s = set_pop(&c->full[u]);
-    pthread_mutex_unlock(&c->lock);
-    return s;
-}
-
 /* The background sweeper's share: up to max unswept spans under one lock,
    but no more than an eighth of those left (at least one), so that an
    allocating thread of this class still finds unswept spans to sweep
@@ -84,6 +73,12 @@ size_t rt__mcentral_pop_unswept_n(rt_mcentral *c, rt_span **out, size_t max) {
     }
     pthread_mutex_unlock(&c->lock);
     return got;
+}
+
+rt_span *rt__mcentral_pop_unswept(rt_mcentral *c) {
+    rt_span *s = NULL;
+    rt__mcentral_pop_unswept_n(c, &s, 1);
+    return s;
 }
 
 void rt__mcentral_push_swept_n(rt_mcentral *c, rt_span *const *spans, size_t n) {
