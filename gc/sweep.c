@@ -74,7 +74,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
         if (rt__span_is_marked(s, 0)) {
             s->mark_bytes[0] = 0;
             st_release(&s->sweepgen, h);
-            if (!preserve) rt__mcentral_push_swept(c, s, true);
+            if (!preserve) rt__mcentral_push_swept(c, s);
             return;
         }
         add_relaxed(&rt__heap.total_free_objs, 1);
@@ -134,7 +134,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
     st_release(&s->sweepgen, h);
     if (preserve) return;
     if (nalloc == 0 && !keep_empty_span(c)) rt__heap_free_span(s);
-    else rt__mcentral_push_swept(c, s, nalloc == n);
+    else rt__mcentral_push_swept(c, s);
 }
 
 bool rt__sweep_one(void) {

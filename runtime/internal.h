@@ -239,10 +239,10 @@ typedef struct rt_mcentral {
 
 rt_span *rt__mcentral_cache_span(rt_mcentral *c);
 void     rt__mcentral_uncache_span(rt_mcentral *c, rt_span *s);
-void     rt__mcentral_push_swept(rt_mcentral *c, rt_span *s, bool full);
+void     rt__mcentral_push_swept(rt_mcentral *c, rt_span *s);   /* to the swept full or partial set */
 rt_span *rt__mcentral_pop_unswept(rt_mcentral *c);     /* for the sweeper */
 size_t   rt__mcentral_pop_unswept_n(rt_mcentral *c, rt_span **out, size_t max);   /* the background sweeper */
-void     rt__mcentral_push_swept_n(rt_mcentral *c, rt_span *const *spans, size_t n);   /* swept, small */
+void     rt__mcentral_push_swept_n(rt_mcentral *c, rt_span *const *spans, size_t n);
 void     rt__mcentral_check(rt_mcentral *c);
 
 /* ---- Grey-object work buffers (gc/work.c) -----------------------------------

@@ -79,7 +79,7 @@ static void *alloc_large(size_t size, const rt_type *type) {
     add_relaxed(&rt__heap.total_alloc_bytes, bytes);
     uint64_t live = add_relaxed(&rt__heap.heap_live, bytes);
     if (live >= ld_relaxed(&rt__gc_trigger)) st_relaxed(&rt__gc_pending, 1);
-    rt__mcentral_push_swept(&rt__heap.central[spc], s, true);
+    rt__mcentral_push_swept(&rt__heap.central[spc], s);
     return (void *)s->hot.base;
 }
 

@@ -46,12 +46,6 @@ static rt_span *set_pop(rt_spanset *ss) {
 
 static inline unsigned swept_index(uint32_t h) { return (h / 2) % 2; }
 
-void rt__mcentral_push_swept(rt_mcentral *c, rt_span *s, bool full) {
-    uint32_t h = ld_relaxed(&rt__heap.sweepgen);
-    pthread_mutex_lock(&c->lock);
-    set_push(full ? &c->full[swept_index(h)] : &c->partial[swept_index(h)], s);
-    pthread_mutex_unlock(&c->lock);
-}
 
 /* The background sweeper's share: up to max unswept spans under one lock,
    but no more than an eighth of those left (at least one), so that an
@@ -81,6 +75,7 @@ rt_span *rt__mcentral_pop_unswept(rt_mcentral *c) {
     return s;
 }
 
+/* Swept spans go to the swept full or partial set by their allocation count. */
 void rt__mcentral_push_swept_n(rt_mcentral *c, rt_span *const *spans, size_t n) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
     pthread_mutex_lock(&c->lock);
@@ -90,6 +85,8 @@ void rt__mcentral_push_swept_n(rt_mcentral *c, rt_span *const *spans, size_t n) 
     }
     pthread_mutex_unlock(&c->lock);
 }
+
+void rt__mcentral_push_swept(rt_mcentral *c, rt_span *s) { rt__mcentral_push_swept_n(c, &s, 1); }
 
 static rt_span *pop_locked(rt_mcentral *c, rt_spanset *ss) {
     pthread_mutex_lock(&c->lock);
@@ -120,7 +117,7 @@ rt_span *rt__mcentral_cache_span(rt_mcentral *c) {
         if (!cas_acq_rel(&t->sweepgen, &want, h - 1)) continue;
         rt__sweep_span(t, true);
         if (t->hot.alloc_count < t->hot.nelems) s = t;
-        else rt__mcentral_push_swept(c, t, true);
+        else rt__mcentral_push_swept(c, t);
     }
     if (!s) {
         unsigned cls = rt__spanclass_size(c->spanclass);
@@ -144,7 +141,7 @@ void rt__mcentral_uncache_span(rt_mcentral *c, rt_span *s) {
         return;
     }
     st_release(&s->sweepgen, h);
-    rt__mcentral_push_swept(c, s, s->hot.alloc_count == s->hot.nelems);
+    rt__mcentral_push_swept(c, s);
 }
 
 void rt__mcentral_check(rt_mcentral *c) {
