@@ -59,6 +59,21 @@ static bool keep_empty_span(rt_mcentral *c) {
     return ld_relaxed(&c->keep_empty) > 0 && __atomic_sub_fetch(&c->keep_empty, 1, __ATOMIC_RELAXED) >= 0;
 }
 
+/* After sweeping: an empty span goes back to the page heap unless its
+   class keeps it; true if it stays, to be pushed to a swept set. */
+static bool stays_in_class(rt_mcentral *c, rt_span *s) {
+    if (s->hot.alloc_count != 0 || keep_empty_span(c)) return true;
+    rt__heap_free_span(s);
+    return false;
+}
+
+/* Take a span popped from an unswept set for sweeping (sweepgen h-2 ->
+   h-1).  A stale entry left by rt__span_ensure_swept fails the test. */
+static bool take_for_sweep(rt_span *s, uint32_t h) {
+    uint32_t want = h - 2;
+    return ld_acquire(&s->sweepgen) == want && cas_acq_rel(&s->sweepgen, &want, h - 1);
+}
+
 void rt__sweep_span(rt_span *s, bool preserve) {
     uint32_t h = ld_relaxed(&rt__heap.sweepgen);
     add_relaxed(&S.pages_swept, (uint64_t)s->npages);
@@ -132,9 +147,7 @@ void rt__sweep_span(rt_span *s, bool preserve) {
         add_relaxed(&rt__heap.total_free_bytes, (uint64_t)nfreed * s->hot.elemsize);
     }
     st_release(&s->sweepgen, h);
-    if (preserve) return;
-    if (nalloc == 0 && !keep_empty_span(c)) rt__heap_free_span(s);
-    else rt__mcentral_push_swept(c, s);
+    if (!preserve && stays_in_class(c, s)) rt__mcentral_push_swept(c, s);
 }
 
 bool rt__sweep_one(void) {
@@ -150,9 +163,7 @@ bool rt__sweep_one(void) {
             cas_acq_rel(&S.cursor, &want, i + 1);
             continue;
         }
-        uint32_t want = h - 2;
-        /* (A stale entry left by rt__span_ensure_swept fails the test.) */
-        if (ld_acquire(&s->sweepgen) == want && cas_acq_rel(&s->sweepgen, &want, h - 1)) {
+        if (take_for_sweep(s, h)) {
             rt__sweep_span(s, false);
             did = true;
             break;
@@ -251,13 +262,10 @@ static unsigned sweep_batch(void) {
         }
         for (size_t k = 0; k < n; k++) {
             rt_span *s = batch[k];
-            uint32_t want = h - 2;
-            /* (A stale entry left by rt__span_ensure_swept fails the test.) */
-            if (!(ld_acquire(&s->sweepgen) == want && cas_acq_rel(&s->sweepgen, &want, h - 1))) continue;
+            if (!take_for_sweep(s, h)) continue;
             rt__sweep_span(s, true);
             swept++;
-            if (s->hot.alloc_count == 0 && !keep_empty_span(c)) rt__heap_free_span(s);
-            else batch[kept++] = s;
+            if (stays_in_class(c, s)) batch[kept++] = s;
         }
         rt__mcentral_push_swept_n(c, batch, kept);
         if (swept) break;

@@ -46,7 +46,6 @@ static rt_span *set_pop(rt_spanset *ss) {
 
 static inline unsigned swept_index(uint32_t h) { return (h / 2) % 2; }
 
-
 /* The background sweeper's share: up to max unswept spans under one lock,
    but no more than an eighth of those left (at least one), so that an
    allocating thread of this class still finds unswept spans to sweep
