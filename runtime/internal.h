@@ -478,13 +478,16 @@ typedef struct rt_scav_stats {
     uint64_t released_forced;    /* ... by rt_free_os_memory */
     uint64_t released_meta;      /* span and bitmap pool pages (not heap), by both */
     uint64_t bg_work_ns;         /* CPU time the background thread spent working */
+    uint64_t bg_unpaced_ns;      /* ... beyond the 10 ms a round's sleep pays for */
     uint64_t bg_cpu_ns;          /* the background thread's total CPU time (clock) */
     uint64_t bg_life_ns;         /* wall time since the thread started */
     uint64_t bg_rounds;          /* work-then-sleep rounds */
+    uint64_t bg_longest_round_ns;  /* CPU time of the longest round (before the sleep's bound) */
     uint64_t gc_goal, limit_goal;  /* retained-memory goals now; UINT64_MAX = none */
     uint64_t wakes;              /* rt__scavenger_wake calls */
 } rt_scav_stats;
 void rt__scavenger_read_stats(rt_scav_stats *out);
+uint64_t rt__scavenger_sleep_for(uint64_t worked_ns);  /* the sleep after a round of that much CPU */
 void rt__scavenger_reset(void);      /* rt__heap_init: a new heap, no goals, zero stats */
 void rt__scavenger_on_free(void);    /* mheap freed a span: wake a thread parked with a goal unmet */
 

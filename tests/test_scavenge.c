@@ -187,11 +187,13 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     rt_mem_stats ms = stats();
     fprintf(stderr, "scavenge: spike: rss live %.1f MiB, peak %.1f MiB, goal %.1f MiB (target %.1f MiB); "
             "rss %.1f MiB after %.2f s; scavenger released %.1f MiB bg + %.1f MiB eager, "
-            "cpu %.3f s over %.2f s = %.2f%% of one CPU (work %.3f s in %llu rounds); heap_released %.1f MiB\n",
+            "cpu %.3f s over %.2f s = %.2f%% of one CPU (work %.3f s in %llu rounds, the longest %.1f ms, "
+            "%.3f s beyond the rounds' bound); heap_released %.1f MiB\n",
             (double)rss_live / MiB, (double)rss_peak / MiB, (double)goal / MiB, (double)target / MiB,
             (double)last / MiB, t_hit, (double)(s1.released_bg - s0.released_bg) / MiB,
             (double)(s1.released_eager - s0.released_eager) / MiB, cpu, wall, 100 * cpu / wall,
             (double)(s1.bg_work_ns - s0.bg_work_ns) / 1e9, (unsigned long long)(s1.bg_rounds - s0.bg_rounds),
+            (double)s1.bg_longest_round_ns / 1e6, (double)(s1.bg_unpaced_ns - s0.bg_unpaced_ns) / 1e9,
             (double)ms.heap_released / MiB);
     fprintf(stderr, "scavenge: spike: span and bitmap pools %.2f MiB at the peak, %.2f MiB after; %.2f MiB of "
             "metadata released in the background\n", (double)meta_peak / MiB, (double)meta / MiB,
@@ -201,12 +203,30 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     cr_assert_gt(s1.released_bg - s0.released_bg, GiB / 2, "the background thread did not do the work");
     cr_assert_leq(meta, meta_peak / 4, "span and bitmap pools still hold %llu of %llu bytes",
                   (unsigned long long)meta, (unsigned long long)meta_peak);
-    double procs = rt__procs();
-    cr_assert_leq(100 * cpu / wall, 1.5 * procs, "scavenger used %.2f%% of one CPU, %.2f%% of %g", 100 * cpu / wall,
-                  100 * cpu / wall / procs, procs);
+    /* The pacing is judged on the CPU its sleeps pay for: a round longer
+       than the bound (a hiccup outside the runtime) is not slept off. */
+    double procs = rt__procs(), paced = cpu - (double)(s1.bg_unpaced_ns - s0.bg_unpaced_ns) / 1e9;
+    cr_assert_leq(100 * paced / wall, 1.5 * procs, "scavenger used %.2f%% of one CPU, %.2f%% of %g",
+                  100 * paced / wall, 100 * paced / wall / procs, procs);
     /* Live objects survived. */
     for (int i = 0; i < LIVE_SMALL; i += 97) cr_assert_eq(((char *)live_small[i])[255], 7);
     drop_all();
+    stop();
+}
+
+/* A round's sleep keeps the thread at its budget, and a round that took
+   far longer than planned (a hiccup in the kernel or the hypervisor) does
+   not put it to sleep for 49 times as long: on CI one such round once
+   slept through the spike test's 10 s. */
+Test(scavenge, a_long_round_does_not_stop_the_thread_for_long) {
+    start(100, 0, NULL, false);
+    double b = rt__procs() < 50 ? rt__procs() : 50;       /* percent of one CPU */
+    uint64_t ms = 1000000;
+    cr_assert_eq(rt__scavenger_sleep_for(1 * ms), (uint64_t)((double)ms * (100 - b) / b));
+    cr_assert_eq(rt__scavenger_sleep_for(4 * ms), 4 * rt__scavenger_sleep_for(1 * ms));
+    cr_assert_eq(rt__scavenger_sleep_for(500 * ms), rt__scavenger_sleep_for(10 * ms),
+                 "a 500 ms round sleeps %llu ns", (unsigned long long)rt__scavenger_sleep_for(500 * ms));
+    cr_assert_leq(rt__scavenger_sleep_for(10000 * ms), 100 * 10 * ms);
     stop();
 }
 
