@@ -157,9 +157,9 @@ static uint64_t budget_percent(void) {
 /* The sleep that keeps a round of `worked` ns of CPU within the budget.
    A round that took longer than MAX_PACED_NS (Go's maxCrit) is paid for
    as if it took that long: a hypervisor or kernel hiccup inside one
-   madvise (seen on CI: one round long enough to sleep 10 s with 1 GiB
-   still to release) would otherwise stop the thread for 49 times the
-   hiccup. */
+   madvise would otherwise stop the thread for 49 times the hiccup (CI
+   once released 52 MiB of a dead 1 GiB spike in 10 s, in 13 rounds and
+   0.218 s of CPU: a fit for one ~200 ms round and its 9.8 s sleep). */
 uint64_t rt__scavenger_sleep_for(uint64_t worked) {
     uint64_t b = budget_percent(), paced = worked < MAX_PACED_NS ? worked : MAX_PACED_NS;
     return paced * (100 - b) / b;
