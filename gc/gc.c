@@ -42,6 +42,8 @@ enum { GC_HEAP, GC_FORCED, GC_STRESS };
 static struct {
     /* under world_lock */
     bool      active;             /* a cycle was requested and has not finished */
+    bool      on_mutator;         /* ... run by an allocating thread (a small cycle) */
+    bool      handoff;            /* a small cycle went concurrent: the driver takes it over */
     int       kind;
     uint64_t  started, completed; /* cycles that passed mark start / finished */
     pthread_t driver;
@@ -49,6 +51,7 @@ static struct {
     bool      quit, driver_running;
     /* statistics */
     uint64_t  num_forced;
+    uint64_t  num_small, num_small_concurrent;   /* small cycles; of those, finished by the driver (atomic) */
     uint64_t  pause_total_ns, last_gc_unix_ns;
     uint64_t  pause_ns[256];
     uint64_t  gc_cpu_ns;
@@ -66,13 +69,18 @@ static struct {
         if (t_ && t_->state == RT_T_STOPPED) rt__thread_sleep_end_locked(t_); \
     } while (0)
 
-/* world_lock held. */
-static void request_locked(int kind) {
-    if (C.active) return;
+/* world_lock held, no cycle active: this one is. */
+static void claim_locked(int kind) {
     C.active = true;
     C.kind = kind;
     C.requested_ns = rt__nanotime();
     C.requested_heap = ld_relaxed(&rt__heap.heap_live);
+}
+
+/* world_lock held: ask the driver for a cycle. */
+static void request_locked(int kind) {
+    if (C.active) return;
+    claim_locked(kind);
     pthread_cond_signal(&C.driver_cond);
 }
 
@@ -305,12 +313,30 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
 
 /* ---- the cycle ------------------------------------------------------------------------ */
 
-/* World stopped: flush or drop per-P state at mark start. */
-static void prepare_ps_for_mark(bool concurrent) {
+/* The cycle in progress (one at a time: C.active). */
+typedef struct cycle {
+    cycle_times ct;
+    int         kind;
+    bool        small;        /* run by the allocating thread, world stopped from the start */
+    bool        concurrent;   /* the mark runs (or ran) with the world going */
+    bool        snapshot;     /* roots copied in pause 1, shaded after it */
+    rt_gcwork   work;         /* grey objects found in pause 1 */
+} cycle;
+static cycle cur;
+
+/* World stopped: flush or drop per-P state at mark start.  keep_caches:
+   the mark is concurrent from the start, so each P keeps its spans, their
+   free slots premarked; otherwise every cached span is handed back, so no
+   P holds one when a mark that began with the world stopped goes on
+   concurrently (small cycles over their budget), and the tiny blocks go
+   with them. */
+static void prepare_ps_for_mark(bool keep_caches) {
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
         rt_mcache *c = &p->mcache;
         rt__gcwork_forget_hint(&p->gcw);   /* belt and braces: the last mark's flush_p forgot it */
-        if (!concurrent) { rt__mcache_release_all(c); continue; }
+        p->wbuf_n = 0;
+        p->flush_epoch = rt__flush_epoch;
+        if (!keep_caches) { rt__mcache_release_all(c); continue; }
         c->hot.tiny = 0;
         c->hot.tinyoffset = 0;
         rt__mcache_publish(c);
@@ -318,8 +344,6 @@ static void prepare_ps_for_mark(bool concurrent) {
             rt_span *s = (rt_span *)c->hot.alloc[i];
             if (s != &rt__empty_span) rt__span_premark(s);   /* what this P allocates from it during the mark is black */
         }
-        p->wbuf_n = 0;
-        p->flush_epoch = rt__flush_epoch;
     }
     for (rt_thread *t = rt__g.threads; t; t = t->next) t->assist_credit = 0;
 }
@@ -366,120 +390,125 @@ static bool ragged_flush(void) {
     return busy_assist || ld_relaxed(&p_flushes_with_work) != before || !rt__work_quiescent();
 }
 
-static void run_cycle(int kind) {
-    cycle_times ct = { 0 };
-    bool concurrent = rt__cfg.gcstoptheworld == 0;
-    ct.goal = rt__gc_goal;
-
-    /* 1. Sweep termination. */
+/* 1-2. Sweep termination, then mark start with the world stopped. */
+static void mark_start(cycle *cy) {
+    cycle_times *ct = &cy->ct;
+    ct->goal = rt__gc_goal;
     rt__sweep_finish();
-    ct.tsweep = rt__nanotime();
-
-    /* 2. Mark start. */
+    ct->tsweep = rt__nanotime();
     /* Pauses count from the request to stop, as Go's: the time threads
        take to reach a safepoint is part of what the program feels. */
-    ct.t0 = rt__nanotime();
-    rt__limiter_update(ct.t0, 0, false);
+    ct->t0 = rt__nanotime();
+    rt__limiter_update(ct->t0, 0, false);
     rt__stop_the_world("gc mark start");
-    ct.stopped0 = rt__nanotime();
-    ct.heap0 = ld_relaxed(&rt__heap.heap_live);
+    ct->stopped0 = rt__nanotime();
+    ct->heap0 = ld_relaxed(&rt__heap.heap_live);
     rt__markers_reset_stats();
     st_relaxed(&C.assist_ns, 0);
     rt__pacer_start_cycle();
-    prepare_ps_for_mark(concurrent);
-    rt_gcwork roots = { 0 };
-    bool snapshot = concurrent && !rt__cfg.invalidptr;
-    if (snapshot) {
-        rt__roots_snapshot(&roots);
+    prepare_ps_for_mark(cy->concurrent);
+    cy->snapshot = cy->concurrent && !rt__cfg.invalidptr;
+    if (cy->snapshot) {
+        rt__roots_snapshot(&cy->work);
     } else {
-        rt__roots_scan(&roots);
-        rt__stacks_scan(&roots);
+        rt__roots_scan(&cy->work);
+        rt__stacks_scan(&cy->work);
     }
-    if (!concurrent) rt__specials_mark_roots(&roots);   /* special records, queued finalizers/cleanups */
-    /* No broadcast: the thread that asked for this cycle waits for mark
+    if (!cy->concurrent) rt__specials_mark_roots(&cy->work);   /* special records, queued finalizers/cleanups */
+    /* No broadcast: a thread that asked for this cycle waits for mark
        start and a running world (WAIT_AS_STOPPED), so the restart's
        broadcast wakes it; woken here it could take this thread's CPU
        inside the pause. */
     pthread_mutex_lock(&rt__g.world_lock);
     C.started++;
     pthread_mutex_unlock(&rt__g.world_lock);
-    if (concurrent) {
-        st_relaxed(&rt__gc_phase, RT_PHASE_MARK);
-        __atomic_fetch_or(&rt__flags.word, RT__FLAG_WB, __ATOMIC_SEQ_CST);
-        rt__gcwork_dispose(&roots);
-        rt__markstats_add(&roots);
-        ct.t1 = rt__nanotime();
-        rt__start_the_world();
-        /* Wake the workers only now: woken inside the pause, one of them
-           could preempt this thread on its CPU and stretch the pause by a
-           scheduler slice (1.5-2.3 ms measured in gcbench). */
-        rt__markers_concurrent_begin();
-        rt__limiter_update(ct.t1, ct.t1 - ct.t0, false);
-        /* The root values copied in the pause, then special records and
-           queued finalizers/cleanups, shaded now with the world running
-           (gc/roots.c and gc/specials.c: why it is safe). */
-        rt_gcwork sp = { 0 };
-        if (snapshot) rt__roots_shade_snapshot(&sp);
-        rt__specials_mark_roots(&sp);
-        rt__gcwork_dispose(&sp);
-        rt__markstats_add(&sp);
+}
 
-        /* 3. Concurrent mark, until the workers are idle with nothing queued
-           and a ragged flush finds no grey object in any P.  Each round
-           needs the workers to run dry first, and the barrier only adds
-           objects that were live at mark start, so this ends. */
-        do {
-            while (!rt__work_wait_quiescent(10000000)) rt__limiter_update(rt__nanotime(), 0, true);
-            rt__limiter_update(rt__nanotime(), 0, true);
-        } while (ragged_flush());
-        rt__markers_concurrent_end();
-        ct.t2 = rt__nanotime();
-        rt__limiter_update(ct.t2, 0, true);
-        rt__stop_the_world("gc mark termination");
-        ct.stopped2 = rt__nanotime();
-        st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
-    } else {
-        ct.t1 = ct.t2 = ct.stopped2 = rt__nanotime();
-    }
+/* 3a. The end of pause 1 when the mark goes on concurrently: barrier on,
+   allocation black, the grey objects found so far published. */
+static void restart_marking(cycle *cy) {
+    st_relaxed(&rt__gc_phase, RT_PHASE_MARK);
+    __atomic_fetch_or(&rt__flags.word, RT__FLAG_WB, __ATOMIC_SEQ_CST);
+    rt__gcwork_dispose(&cy->work);
+    rt__markstats_add(&cy->work);
+    cy->ct.t1 = rt__nanotime();
+    rt__start_the_world();
+}
 
-    /* 4. Mark termination: nothing grey may remain anywhere. */
-    ct.heap1 = ld_relaxed(&rt__heap.heap_live);
+/* 3b. Concurrent mark, on the driver thread, until the workers are idle
+   with nothing queued and a ragged flush finds no grey object in any P;
+   then the stop for mark termination.  Each round needs the workers to
+   run dry first, and the barrier only adds objects that were live at mark
+   start, so this ends. */
+static void mark_concurrently(cycle *cy) {
+    cycle_times *ct = &cy->ct;
+    /* Wake the workers only now: woken inside the pause, one of them
+       could preempt the stopper on its CPU and stretch the pause by a
+       scheduler slice (1.5-2.3 ms measured in gcbench). */
+    rt__markers_concurrent_begin();
+    rt__limiter_update(ct->t1, ct->t1 - ct->t0, false);
+    /* The root values copied in the pause, then special records and
+       queued finalizers/cleanups (unless pause 1 marked them), shaded
+       now with the world running (gc/roots.c and gc/specials.c: why it
+       is safe). */
+    rt_gcwork sp = { 0 };
+    if (cy->snapshot) rt__roots_shade_snapshot(&sp);
+    if (!cy->small) rt__specials_mark_roots(&sp);
+    rt__gcwork_dispose(&sp);
+    rt__markstats_add(&sp);
+    do {
+        while (!rt__work_wait_quiescent(10000000)) rt__limiter_update(rt__nanotime(), 0, true);
+        rt__limiter_update(rt__nanotime(), 0, true);
+    } while (ragged_flush());
+    rt__markers_concurrent_end();
+    ct->t2 = rt__nanotime();
+    rt__limiter_update(ct->t2, 0, true);
+    rt__stop_the_world("gc mark termination");
+    ct->stopped2 = rt__nanotime();
+    st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
+}
+
+/* 4-5. Mark termination, world stopped: nothing grey may remain anywhere;
+   then the sweep is set up and the world restarts. */
+static void mark_termination(cycle *cy) {
+    cycle_times *ct = &cy->ct;
+    ct->heap1 = ld_relaxed(&rt__heap.heap_live);
     rt_gcwork last = { 0 };
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
         flush_p(p);
         rt__mcache_publish(&p->mcache);   /* for checkmark and the verifier */
     }
-    if (!concurrent) last = roots;
-    ct.flushed2 = rt__nanotime();
+    if (!cy->concurrent) last = cy->work;
+    ct->flushed2 = rt__nanotime();
     uint64_t work_before_drain = rt__markstats.scan_work;
     rt__markers_stw_drain(&last);
-    ct.drained2 = rt__nanotime();
-    ct.drain2_work = rt__markstats.scan_work - work_before_drain;
+    ct->drained2 = rt__nanotime();
+    ct->drain2_work = rt__markstats.scan_work - work_before_drain;
     if (rt__cfg.gccheckmark) rt__checkmark();
     if (rt__cfg.checkfinalizers) rt__specials_check_finalizers();
     st_relaxed(&rt__gc_phase, RT_PHASE_OFF);
     __atomic_fetch_and(&rt__flags.word, ~(RT__FLAG_WB | RT__FLAG_SLOWALLOC), __ATOMIC_SEQ_CST);
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_SEQ_CST);
     rt__procs_flush_and_retire();   /* hands every P's cached spans back, retires idle extras */
-    ct.marked = rt__markstats.bytes_marked;
+    ct->marked = rt__markstats.bytes_marked;
     rt__pacer.scan_work = rt__markstats.scan_work;   /* the exact total, for cons/mark */
     rt__pacer.last_heap_scan = rt__markstats.scan_work;
     /* cons/mark reads heap_live as the mark left it: before the reset. */
-    if (concurrent) rt__pacer_end_cycle(ct.t2 - ct.t1, C.assist_ns, rt__markstats.idle_ns);
+    if (cy->concurrent) rt__pacer_end_cycle(ct->t2 - ct->t1, C.assist_ns, rt__markstats.idle_ns);
     st_release(&rt__heap.sweepgen, rt__heap.sweepgen + 2);
-    st_relaxed(&rt__heap.heap_marked, ct.marked);
-    st_relaxed(&rt__heap.heap_live, ct.marked);
-    rt__pacer_commit(ct.marked);
+    st_relaxed(&rt__heap.heap_marked, ct->marked);
+    st_relaxed(&rt__heap.heap_live, ct->marked);
+    rt__pacer_commit(ct->marked);
     if (rt__cfg.verify) rt__verify_heap("after mark");
     uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;   /* before any sweep */
-    rt__sweep_begin_cycle(kind != GC_FORCED);   /* rt_gc() returns every empty span's pages */
+    rt__sweep_begin_cycle(cy->kind != GC_FORCED);   /* rt_gc() returns every empty span's pages */
     if (rt__cfg.gcstoptheworld >= 2) rt__sweep_finish();
-    else rt__sweep_pace(rt__gc_trigger > ct.marked ? rt__gc_trigger - ct.marked : 0);
-    ct.t3 = rt__nanotime();
+    else rt__sweep_pace(rt__gc_trigger > ct->marked ? rt__gc_trigger - ct->marked : 0);
+    ct->t3 = rt__nanotime();
 
-    uint64_t pause = (ct.t1 - ct.t0) + (ct.t3 - ct.t2);
+    uint64_t pause = (ct->t1 - ct->t0) + (ct->t3 - ct->t2);
     rt__gc_num++;
-    if (kind == GC_FORCED) C.num_forced++;
+    if (cy->kind == GC_FORCED) C.num_forced++;
     C.pause_ns[(rt__gc_num + 255) % 256] = pause;
     C.pause_total_ns += pause;
     C.last_gc_unix_ns = unix_ns();
@@ -488,20 +517,25 @@ static void run_cycle(int kind) {
     C.gc_cpu_ns += pause * (uint64_t)rt__procs() + C.assist_ns + rt__markstats.dedicated_ns +
                    rt__markstats.fractional_ns;
     rt__start_the_world();
-    rt__limiter_update(rt__nanotime(), concurrent ? ct.t3 - ct.t2 : ct.t3 - ct.t0, false);
-    rt__scavenger_wake_sampled(rt__gc_goal, inuse);   /* wakes a thread: not inside the pause */
-    rt__sweeper_wake();
-    if (rt__cfg.gctrace) trace_line(&ct, kind);
+    rt__limiter_update(rt__nanotime(), cy->concurrent ? ct->t3 - ct->t2 : ct->t3 - ct->t0, false);
+    rt__scavenger_wake_sampled(rt__gc_goal, inuse);   /* wakes a thread if it has work: not inside the pause */
+    /* A small heap is swept by the allocating threads as they take spans
+       and at the next sweep termination: waking the sweeper, a kernel
+       round trip per cycle, cost more than the sweeping it would take
+       over. */
+    if (!cy->small) rt__sweeper_wake();
+    if (rt__cfg.gctrace) trace_line(ct, cy->kind);
     if (rt__cfg.gctrace > 1)   /* like GODEBUG=gcpacertrace=1 */
-        fprintf(stderr, "pacer: stopping took %.3g+%.3g ms; mark termination: flush %.3g ms, "
+        fprintf(stderr, "pacer: %s; stopping took %.3g+%.3g ms; mark termination: flush %.3g ms, "
                 "drain %.3g ms (%llu B of scan work), the rest %.3g ms; "
                 "requested at %llu B, mark start %.3g ms later (sweep termination %.3g ms) at %llu B; "
                 "scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
-                (double)(ct.stopped0 - ct.t0) / 1e6, (double)(ct.stopped2 - ct.t2) / 1e6,
-                (double)(ct.flushed2 - ct.stopped2) / 1e6, (double)(ct.drained2 - ct.flushed2) / 1e6,
-                (unsigned long long)ct.drain2_work, (double)(ct.t3 - ct.drained2) / 1e6,
-                (unsigned long long)C.requested_heap, (double)(ct.t0 - C.requested_ns) / 1e6,
-                (double)(ct.tsweep - C.requested_ns) / 1e6, (unsigned long long)ct.heap0,
+                !cy->small ? "concurrent cycle" : cy->concurrent ? "small cycle, went concurrent" : "small cycle",
+                (double)(ct->stopped0 - ct->t0) / 1e6, (double)(ct->stopped2 - ct->t2) / 1e6,
+                (double)(ct->flushed2 - ct->stopped2) / 1e6, (double)(ct->drained2 - ct->flushed2) / 1e6,
+                (unsigned long long)ct->drain2_work, (double)(ct->t3 - ct->drained2) / 1e6,
+                (unsigned long long)C.requested_heap, (double)(ct->t0 - C.requested_ns) / 1e6,
+                (double)(ct->tsweep - C.requested_ns) / 1e6, (unsigned long long)ct->heap0,
                 (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,
                 (unsigned long long)rt__pacer.goal, (unsigned long long)rt__pacer.trigger);
     if (rt__cfg.gctrace > 1) {
@@ -513,24 +547,110 @@ static void run_cycle(int kind) {
     }
 }
 
+/* A whole cycle on the driver thread. */
+static void run_cycle(int kind) {
+    cycle *cy = &cur;
+    memset(cy, 0, sizeof *cy);
+    cy->kind = kind;
+    cy->concurrent = rt__cfg.gcstoptheworld == 0;
+    mark_start(cy);
+    if (cy->concurrent) {
+        restart_marking(cy);
+        mark_concurrently(cy);
+    } else {
+        cy->ct.t1 = cy->ct.t2 = cy->ct.stopped2 = rt__nanotime();
+    }
+    mark_termination(cy);
+}
+
+/* A small cycle, run by the allocating thread itself (Go has none; see
+   docs/design.md).  When the last mark had little to scan, a whole cycle
+   fits in one short pause: the mark runs with the world stopped on this
+   thread alone, with no barrier and no thread to wake.  If it has not
+   finished after `budget` bytes of scan work (the heap grew live), the
+   world restarts with the barrier on and the driver finishes the mark
+   concurrently, as if the pause had been an ordinary mark start that
+   scanned the roots and some of the heap.  Returns false in that case.
+   Why that is still the same mark: at restart no P holds a cached span
+   or a tiny block (prepare_ps_for_mark), so everything allocated from
+   then on is black, as at any mark start, and the grey objects found so
+   far go to the global list. */
+static bool run_small_cycle(int kind, uint64_t budget) {
+    cycle *cy = &cur;
+    memset(cy, 0, sizeof *cy);
+    cy->kind = kind;
+    cy->small = true;
+    add_relaxed(&C.num_small, 1);
+    /* This thread is scanned like a stopped one: from here up. */
+    rt__capture_context(rt__tls_thread);
+    mark_start(cy);
+    if (rt__drain_solo(&cy->work, budget)) {
+        cy->ct.t1 = cy->ct.t2 = cy->ct.stopped2 = rt__nanotime();
+        mark_termination(cy);
+        return true;
+    }
+    cy->concurrent = true;
+    add_relaxed(&C.num_small_concurrent, 1);
+    restart_marking(cy);
+    pthread_mutex_lock(&rt__g.world_lock);
+    C.handoff = true;
+    pthread_cond_signal(&C.driver_cond);
+    pthread_mutex_unlock(&rt__g.world_lock);
+    return false;
+}
+
+/* world_lock held (and again on return): run a small cycle on this
+   thread. */
+static void small_cycle_locked(int kind, uint64_t budget) {
+    claim_locked(kind);
+    C.on_mutator = true;
+    pthread_mutex_unlock(&rt__g.world_lock);
+    st_relaxed(&rt__gc_pending, 0);
+    bool done = run_small_cycle(kind, budget);
+    pthread_mutex_lock(&rt__g.world_lock);
+    if (done) {
+        C.completed++;
+        C.active = C.on_mutator = false;
+        pthread_cond_broadcast(&rt__g.world_cond);
+    }
+}
+
 static void *driver_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&rt__g.world_lock);
     for (;;) {
-        while (!C.quit && !(C.active && C.started == C.completed))
+        while (!C.quit && !C.handoff && !(C.active && !C.on_mutator && C.started == C.completed))
             pthread_cond_wait(&C.driver_cond, &rt__g.world_lock);
         if (C.quit) break;
+        bool handoff = C.handoff;
         int kind = C.kind;
+        C.handoff = false;
         pthread_mutex_unlock(&rt__g.world_lock);
         st_relaxed(&rt__gc_pending, 0);
-        run_cycle(kind);
+        if (handoff) {
+            mark_concurrently(&cur);
+            mark_termination(&cur);
+        } else {
+            run_cycle(kind);
+        }
         pthread_mutex_lock(&rt__g.world_lock);
         C.completed++;
-        C.active = false;
+        C.active = C.on_mutator = false;
         pthread_cond_broadcast(&rt__g.world_cond);
     }
     pthread_mutex_unlock(&rt__g.world_lock);
     return NULL;
+}
+
+/* Under gcstress, cycles take turns among the three ways a mark can run:
+   concurrent from the start, small (over in one pause), and small with
+   no budget (the world restarts right after the roots are scanned, so
+   the rest of the mark runs concurrently).  So one stress run covers each
+   path. */
+static uint64_t stress_small_budget(bool *small) {
+    static uint64_t turn;
+    *small = rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0 && turn % 3 != 0;
+    return turn++ % 3 == 1 ? rt__small_cycle_budget() : 0;
 }
 
 void rt__gc_maybe_start(void) {
@@ -539,19 +659,26 @@ void rt__gc_maybe_start(void) {
         /* A whole cycle at this allocation, so every Nth allocation is a
            collection point; other threads keep running during its mark. */
         WAIT_AS_STOPPED(!C.active);
-        request_locked(GC_STRESS);
         uint64_t want = C.completed + 1;
+        bool small;
+        uint64_t budget = stress_small_budget(&small);
+        if (small) small_cycle_locked(GC_STRESS, budget);
+        else request_locked(GC_STRESS);
         WAIT_AS_STOPPED(C.completed >= want);
     } else if (!C.active && ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) {
-        request_locked(GC_HEAP);
-        /* Go's gcStart runs sweep termination and the first stop on the
-           allocating goroutine.  Here the driver thread does, so wait for
-           it to pass mark start: otherwise the heap keeps growing while the
-           driver is woken and finishes the sweep (measured: 11 MB past a
-           20 MB trigger in binary-trees), the mark starts over its goal and
-           the assists stall this thread for the whole mark instead. */
-        uint64_t started = C.started;
-        WAIT_AS_STOPPED(C.started > started || !C.active);
+        if (ld_relaxed(&rt__pacer.small)) {
+            small_cycle_locked(GC_HEAP, rt__small_cycle_budget());
+        } else {
+            request_locked(GC_HEAP);
+            /* Go's gcStart runs sweep termination and the first stop on the
+               allocating goroutine.  Here the driver thread does, so wait for
+               it to pass mark start: otherwise the heap keeps growing while the
+               driver is woken and finishes the sweep (measured: 11 MB past a
+               20 MB trigger in binary-trees), the mark starts over its goal and
+               the assists stall this thread for the whole mark instead. */
+            uint64_t started = C.started;
+            WAIT_AS_STOPPED(C.started > started || !C.active);
+        }
     }
     st_relaxed(&rt__gc_pending, 0);
     pthread_mutex_unlock(&rt__g.world_lock);
@@ -575,6 +702,11 @@ void rt_gc(void) {
     WAIT_AS_STOPPED(C.completed >= want);
     pthread_mutex_unlock(&rt__g.world_lock);
     rt__sweep_finish();
+}
+
+void rt__gc_small_stats(uint64_t *small, uint64_t *went_concurrent) {
+    *small = ld_relaxed(&C.num_small);
+    *went_concurrent = ld_relaxed(&C.num_small_concurrent);
 }
 
 void rt__gc_fill_stats(rt_mem_stats *out) {

@@ -14,6 +14,7 @@
 #define RT_OBLET_BYTES   ((uintptr_t)128 << 10)
 
 void        rt__work_destroy(void);
+size_t      rt__work_chunks(void);              /* 64 KiB chunks of buffers made so far */
 /* Start a drain by nmarkers workers.  With the world stopped (stw), the
    drain ends when every worker is waiting and the global list is empty.
    Concurrently, workers wait for more work until rt__work_finish. */
@@ -89,6 +90,7 @@ void rt__markers_stop(void);
 void rt__markers_concurrent_begin(void);
 void rt__markers_concurrent_end(void);           /* returns once every worker parked */
 uint64_t rt__markers_stw_drain(rt_gcwork *self_work);
+bool     rt__drain_solo(rt_gcwork *w, uint64_t work);   /* world stopped, this thread: true if no grey object is left */
 void rt__markers_reset_stats(void);
 typedef struct rt_markstats {
     uint64_t bytes_marked, objects, scan_work;
@@ -130,9 +132,11 @@ typedef struct rt_pacer {
     int64_t  bg_credit;           /* scan work done by workers not yet claimed by assists */
     uint64_t scan_work;           /* scan work done this cycle */
     uint64_t mark_start_ns;
+    bool     small;               /* the next cycle is a small one (atomic) */
 } rt_pacer;
 extern rt_pacer rt__pacer;
 uint64_t rt__pacer_goal(uint64_t marked);
+uint64_t rt__small_cycle_budget(void);         /* scan work a small cycle may do in its pause */
 void     rt__pacer_commit(uint64_t marked);
 void     rt__pacer_start_cycle(void);
 void     rt__pacer_revise(void);
@@ -181,5 +185,7 @@ void rt__specials_stats(rt_specials_stats *out);
 
 /* ---- cycle statistics (gc/gc.c) ---------------------------------------------------- */
 extern uint64_t rt__gc_num;
+/* Small cycles run so far, and those of them that went on concurrently. */
+void rt__gc_small_stats(uint64_t *small, uint64_t *went_concurrent);
 
 #endif

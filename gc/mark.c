@@ -563,23 +563,31 @@ void rt__markers_concurrent_end(void) {
    and waking threads inside a pause costs scheduler latency. */
 #define STW_SOLO_WORK (256 << 10)
 
-/* Drain with the world stopped: the calling thread, then every worker if
-   there is more than a little to do. */
-uint64_t rt__markers_stw_drain(rt_gcwork *self_work) {
-    uint64_t c0 = rt__cputime_thread(), start = self_work->scan_work;
+/* With the world stopped, the calling thread alone: scan about `work`
+   bytes; true if no grey object is left anywhere. */
+bool rt__drain_solo(rt_gcwork *w, uint64_t work) {
+    uint64_t start = w->scan_work;
     pf_queue q = { .n = 0 };
     uintptr_t item;
-    while (self_work->scan_work - start < STW_SOLO_WORK && (item = pf_next(self_work, &q)) != 0)
-        scan_item(self_work, item);
-    pf_return(self_work, &q);
-    bool helped = !rt__gcwork_empty(self_work) || !rt__work_global_empty();
+    while (w->scan_work - start < work && (item = pf_next(w, &q)) != 0) scan_item(w, item);
+    pf_return(w, &q);
+    return rt__gcwork_empty(w) && rt__work_global_empty();
+}
+
+/* Drain with the world stopped: the calling thread, then every worker if
+   there is more than a little to do.  self_work is left empty and its
+   buffers given back (a drain the caller finished alone used to keep
+   them: one or two buffers leaked per world-stopped cycle). */
+uint64_t rt__markers_stw_drain(rt_gcwork *self_work) {
+    uint64_t c0 = rt__cputime_thread();
+    bool helped = !rt__drain_solo(self_work, STW_SOLO_WORK);
     if (helped) {
         rt__work_begin(true);
         rt__work_join();
         hand_out(JOB_STW);
         rt__drain(self_work);
-        rt__gcwork_dispose(self_work);
     }
+    rt__gcwork_dispose(self_work);
     rt__markstats_add(self_work);
     self_work->bytes_marked = self_work->objects_marked = self_work->scan_work = 0;
     if (helped) wait_finished();

@@ -32,6 +32,7 @@ int rt__work_nwaiting;   /* markers waiting for work: balance shares a buffer wh
 
 #define WORKBUF_CHUNK (64 << 10)
 static void **chunks;            /* chunk list for destroy */
+static size_t nchunks;
 
 static rt_workbuf *buf_new_locked(void) {
     rt_workbuf *b = G.empty;
@@ -42,6 +43,7 @@ static rt_workbuf *buf_new_locked(void) {
         if (!c) rt__fatal("out of memory for mark work buffers");
         *(void ***)c = chunks;
         chunks = (void **)c;
+        nchunks++;
         for (size_t off = 64; off + sizeof(rt_workbuf) <= WORKBUF_CHUNK; off += sizeof(rt_workbuf)) {
             rt_workbuf *nb = (rt_workbuf *)(c + off);
             nb->next = G.empty;
@@ -63,6 +65,14 @@ void rt__work_destroy(void) {
     }
     G.full = G.empty = NULL;
     G.nfull = 0;
+    nchunks = 0;
+}
+
+size_t rt__work_chunks(void) {
+    pthread_mutex_lock(&G.lock);
+    size_t n = nchunks;
+    pthread_mutex_unlock(&G.lock);
+    return n;
 }
 
 void rt__work_begin(bool stw) {

@@ -27,6 +27,8 @@ typedef struct rt_options {
     int     scan_thread_stacks;  /* 0 or 1 (default) = scan attached threads' stacks conservatively;
                                     RT_SCAN_STACKS_OFF = do not (precise roots only) */
     const char *debug;           /* like GODEBUG, e.g. "gctrace=1,gccheckmark=1" */
+    int64_t heap_minimum;        /* bytes: the smallest heap goal at RTGC=100 (scaled by RTGC/100,
+                                    as Go's heapMinimum); 0 = Go's 4 MiB */
 } rt_options;
 #define RT_GC_OFF (-1)
 #define RT_SCAN_STACKS_OFF (-1)   /* a zeroed rt_options keeps stack scanning on: the safe default */

@@ -13,7 +13,7 @@
 
 rt_config rt__cfg;
 
-enum opt_kind { OPT_PERCENT, OPT_BYTES, OPT_POSINT, OPT_INT, OPT_COUNT };
+enum opt_kind { OPT_PERCENT, OPT_BYTES, OPT_SIZE, OPT_POSINT, OPT_INT, OPT_COUNT };
 
 typedef struct opt {
     const char   *env;        /* environment variable, or NULL for RTDEBUG keys */
@@ -30,10 +30,12 @@ static const opt options[] = {
     { "RTGC",       NULL, OPT_PERCENT, F(gc_percent),   0, "a percentage such as 100, or off", "heap growth before the next cycle, like GOGC" },
     { "RTMEMLIMIT", NULL, OPT_BYTES,   F(memory_limit), 1, "a byte count such as 512MiB, 2GiB, 1e9 (units B, KiB, MiB, GiB, TiB), or off", "soft memory limit, like GOMEMLIMIT" },
     { "RTMAXPROCS", NULL, OPT_POSINT,  F(maxprocs),     0, "a positive integer", "number of Ps the collector aims to use, like GOMAXPROCS" },
+    { "RTHEAPMIN",  NULL, OPT_SIZE,    F(heap_minimum), 1, "a byte count of at least 64KiB, such as 512KiB or 4MiB", "the smallest heap goal at RTGC=100 (Go's 4 MiB heapMinimum)" },
     { NULL, "gctrace",        OPT_INT,   F(gctrace),        0, "0, 1 or 2", "print one line per collection" },
     { NULL, "gccheckmark",    OPT_INT,   F(gccheckmark),    0, "0 or 1", "verify the mark by marking again with the world stopped" },
     { NULL, "gcstoptheworld", OPT_INT,   F(gcstoptheworld), 0, "0, 1 or 2", "1: mark with the world stopped; 2: sweep too" },
     { NULL, "gcstress",       OPT_COUNT, F(gcstress),       1, "a count N >= 0", "a collection every N allocations" },
+    { NULL, "smallgc",        OPT_COUNT, F(smallgc),        1, "a byte count N >= 0", "small cycles: a mark expected to scan at most N bytes runs in one pause; 0: never" },
     { NULL, "clobberfree",    OPT_INT,   F(clobberfree),    0, "0 or 1", "fill freed slots with 0xdeadbeef" },
     { NULL, "invalidptr",     OPT_INT,   F(invalidptr),     0, "0 or 1", "stop on a precise slot pointing into a free slot" },
     { NULL, "scavtrace",      OPT_INT,   F(scavtrace),      0, "0 or 1", "print the scavenger's line per cycle" },
@@ -90,6 +92,7 @@ static bool parse_value(const opt *o, const char *s, int64_t *v) {
         if (strcmp(s, "off") == 0) { *v = -1; return true; }
         return parse_int(s, 0, 1000000, v);
     case OPT_BYTES:  return parse_bytes(s, v);
+    case OPT_SIZE:   return parse_bytes(s, v) && *v != INT64_MAX && *v >= (int64_t)RT_MIN_HEAP_FLOOR;
     case OPT_POSINT: return parse_int(s, 1, 4096, v);
     case OPT_INT:    return parse_int(s, 0, 1000, v);
     case OPT_COUNT:  return parse_int(s, 0, INT64_MAX, v);
@@ -165,6 +168,8 @@ void rt__config_load(const rt_options *opts) {
     rt__cfg.maxprocs = rt__ncpu();
     rt__cfg.scan_thread_stacks = 1;
     rt__cfg.madvdontneed = 1;
+    rt__cfg.heap_minimum = RT_MIN_HEAP;
+    rt__cfg.smallgc = RT_SMALL_CYCLE_WORK;
 #ifdef RT_DEBUG
     rt__cfg.verify = 1;
 #endif
@@ -174,6 +179,7 @@ void rt__config_load(const rt_options *opts) {
         else if (opts->gc_percent < 0) rt__warn("rt_options.gc_percent=%d is invalid; use a percentage or RT_GC_OFF", opts->gc_percent);
         if (opts->memory_limit > 0) rt__cfg.memory_limit = opts->memory_limit;
         if (opts->maxprocs > 0) rt__cfg.maxprocs = opts->maxprocs;
+        if (opts->heap_minimum > 0) rt__cfg.heap_minimum = opts->heap_minimum;   /* rt_init checked the range */
         rt__cfg.scan_thread_stacks = opts->scan_thread_stacks != RT_SCAN_STACKS_OFF;
         if (opts->debug) rt__parse_debug(opts->debug, "rt_options.debug");
     }

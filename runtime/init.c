@@ -45,10 +45,12 @@ void rt__warn(const char *fmt, ...) {
 int rt_init(const rt_options *opts) {
     if (rt__g.initialized) return RT_EALREADY;
     if (opts && ((opts->gc_percent < 0 && opts->gc_percent != RT_GC_OFF) || opts->memory_limit < 0 ||
-                 opts->maxprocs < 0 || opts->maxprocs > 4096)) {
-        rt__warn("rt_init: rt_options out of range (gc_percent %d, memory_limit %lld, maxprocs %d); "
-                 "use gc_percent >= 0 or RT_GC_OFF, memory_limit >= 0, maxprocs 0..4096",
-                 opts->gc_percent, (long long)opts->memory_limit, opts->maxprocs);
+                 opts->maxprocs < 0 || opts->maxprocs > 4096 ||
+                 (opts->heap_minimum != 0 && opts->heap_minimum < (int64_t)RT_MIN_HEAP_FLOOR))) {
+        rt__warn("rt_init: rt_options out of range (gc_percent %d, memory_limit %lld, maxprocs %d, "
+                 "heap_minimum %lld); use gc_percent >= 0 or RT_GC_OFF, memory_limit >= 0, maxprocs 0..4096, "
+                 "heap_minimum 0 or at least 65536",
+                 opts->gc_percent, (long long)opts->memory_limit, opts->maxprocs, (long long)opts->heap_minimum);
         return RT_EINVAL;
     }
     rt__config_load(opts);

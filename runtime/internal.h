@@ -58,6 +58,8 @@ void rt__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
 #define RT_HEADER_SIZE      RT__HEADER_SIZE                 /* type header of traced/large-layout objects */
 #define RT_TINY_SPAN_CLASS  (RT_TINY_SIZE_CLASS << 1 | 1)
 #define RT_MIN_HEAP         ((uint64_t)4 << 20)             /* Go's defaultHeapMinimum */
+#define RT_MIN_HEAP_FLOOR   ((uint64_t)64 << 10)            /* the smallest RTHEAPMIN accepted */
+#define RT_SMALL_CYCLE_WORK ((uint64_t)128 << 10)           /* RTDEBUG smallgc's default (gc/pacer.c) */
 
 static inline unsigned rt__spanclass(unsigned sizeclass, bool noscan) { return sizeclass << 1 | (noscan ? 1u : 0u); }
 static inline unsigned rt__spanclass_size(unsigned spc) { return spc >> 1; }
@@ -355,6 +357,8 @@ typedef struct rt_config {
     /* RTDEBUG */
     int      gctrace, gccheckmark, gcstoptheworld, clobberfree, invalidptr, scavtrace;
     uint64_t gcstress, failmmap;
+    uint64_t smallgc;            /* scan work of a small cycle's mark (gc/pacer.c); 0 = none */
+    int64_t  heap_minimum;       /* the goal's floor at RTGC=100 (Go's heapMinimum) */
     int      madvdontneed, verify, checkfinalizers, hugepages;
 } rt_config;
 extern rt_config rt__cfg;

@@ -312,13 +312,19 @@ void rt__scavenger_wake_sampled(uint64_t heap_goal, uint64_t inuse) {
     SC.last_inuse = inuse;
     SC.last_heap_goal = heap_goal;
     SC.have_last = true;
-    SC.kick++;
     SC.wakes++;
     if (rt__cfg.scavtrace) {
         trace_line(__atomic_exchange_n(&SC.trace_bg, 0, __ATOMIC_RELAXED),
                    __atomic_exchange_n(&SC.trace_eager, 0, __ATOMIC_RELAXED), false);
     }
-    pthread_cond_broadcast(&SC.cond);
+    /* With nothing to release the thread would only wake to park again:
+       a kernel round trip per collection, which small cycles (thousands a
+       second) cannot afford.  A thread between rounds looks at the goals
+       itself. */
+    if (bg_need() > 0) {
+        SC.kick++;
+        pthread_cond_broadcast(&SC.cond);
+    }
     pthread_mutex_unlock(&SC.lock);
     rt__heap_scav_newgen();
 }

@@ -7,7 +7,7 @@
 #include "internal.h"
 
 static void clear_env(void) {
-    unsetenv("RTGC"); unsetenv("RTMEMLIMIT"); unsetenv("RTMAXPROCS"); unsetenv("RTDEBUG");
+    unsetenv("RTGC"); unsetenv("RTMEMLIMIT"); unsetenv("RTMAXPROCS"); unsetenv("RTHEAPMIN"); unsetenv("RTDEBUG");
 }
 
 Test(env, defaults) {
@@ -17,6 +17,8 @@ Test(env, defaults) {
     cr_assert_eq(rt__cfg.memory_limit, INT64_MAX);
     cr_assert_eq(rt__cfg.maxprocs, rt__ncpu());
     cr_assert_eq(rt__cfg.scan_thread_stacks, 1);
+    cr_assert_eq(rt__cfg.heap_minimum, 4 << 20, "Go's heapMinimum");
+    cr_assert_eq(rt__cfg.smallgc, 128 << 10);
     cr_assert_eq(rt_init(NULL), RT_EALREADY);
     rt_shutdown();
 }
@@ -51,6 +53,28 @@ Test(env, rtmemlimit_takes_gos_forms) {
     cr_assert_eq(limit_for("3KiB"), 3072);
     cr_assert_eq(limit_for("1TiB"), 1LL << 40);
     cr_assert_eq(limit_for("off"), INT64_MAX);
+}
+
+Test(env, rtheapmin_sets_the_goal_floor_scaled_by_rtgc) {
+    clear_env();
+    setenv("RTHEAPMIN", "512KiB", 1);
+    rt_init(NULL);
+    cr_assert_eq(rt__cfg.heap_minimum, 512 << 10);
+    rt_mem_stats st;
+    rt_thread_attach();
+    rt_read_mem_stats(&st);
+    cr_assert_eq(st.next_gc, 512 << 10, "an empty heap's goal is the minimum");
+    rt_set_gc_percent(50);
+    rt_read_mem_stats(&st);
+    cr_assert_eq(st.next_gc, 256 << 10, "scaled by RTGC/100, as Go's");
+    rt_shutdown();
+    unsetenv("RTHEAPMIN");
+    rt_options o = { .heap_minimum = 1 << 20 };
+    rt_init(&o);
+    rt_thread_attach();
+    rt_read_mem_stats(&st);
+    cr_assert_eq(st.next_gc, 1 << 20, "rt_options.heap_minimum");
+    rt_shutdown();
 }
 
 Test(env, rtdebug_keys) {
@@ -94,20 +118,23 @@ Test(env, malformed_values_warn_once_and_keep_the_default, .init = redirect) {
     setenv("RTGC", "lots", 1);
     setenv("RTMEMLIMIT", "12XB", 1);
     setenv("RTMAXPROCS", "0", 1);
+    setenv("RTHEAPMIN", "4KiB", 1);
     setenv("RTDEBUG", "gctrace=yes,nosuchkey=1", 1);
     rt_init(NULL);
     cr_assert_eq(rt__cfg.gc_percent, 100);
     cr_assert_eq(rt__cfg.memory_limit, INT64_MAX);
     cr_assert_eq(rt__cfg.maxprocs, rt__ncpu());
     cr_assert_eq(rt__cfg.gctrace, 0);
+    cr_assert_eq(rt__cfg.heap_minimum, 4 << 20);
     rt_shutdown();
     fflush(stderr);
     cr_assert_stderr_eq_str(
         "rtgc: warning: RTGC=lots is malformed; it takes a percentage such as 100, or off; keeping the default\n"
         "rtgc: warning: RTMEMLIMIT=12XB is malformed; it takes a byte count such as 512MiB, 2GiB, 1e9 (units B, KiB, MiB, GiB, TiB), or off; keeping the default\n"
         "rtgc: warning: RTMAXPROCS=0 is malformed; it takes a positive integer; keeping the default\n"
+        "rtgc: warning: RTHEAPMIN=4KiB is malformed; it takes a byte count of at least 64KiB, such as 512KiB or 4MiB; keeping the default\n"
         "rtgc: warning: RTDEBUG: gctrace=yes is malformed; gctrace takes 0, 1 or 2; keeping the default\n"
-        "rtgc: warning: RTDEBUG: unknown setting 'nosuchkey'; accepted keys: gctrace, gccheckmark, gcstoptheworld, gcstress, clobberfree, invalidptr, scavtrace, madvdontneed, hugepages, failmmap, verify, checkfinalizers (k=v,k=v)\n");
+        "rtgc: warning: RTDEBUG: unknown setting 'nosuchkey'; accepted keys: gctrace, gccheckmark, gcstoptheworld, gcstress, smallgc, clobberfree, invalidptr, scavtrace, madvdontneed, hugepages, failmmap, verify, checkfinalizers (k=v,k=v)\n");
 }
 
 Test(env, out_of_range_options_are_refused, .init = redirect) {
@@ -116,6 +143,8 @@ Test(env, out_of_range_options_are_refused, .init = redirect) {
     cr_assert_eq(rt_init(&o), RT_EINVAL);
     rt_options o2 = { .maxprocs = -1, .scan_thread_stacks = 1 };
     cr_assert_eq(rt_init(&o2), RT_EINVAL);
+    rt_options o3 = { .heap_minimum = 4096 };
+    cr_assert_eq(rt_init(&o3), RT_EINVAL, "a minimum heap under 64 KiB");
     cr_assert_eq(rt_init(NULL), RT_OK, "nothing was half-initialized");
     rt_shutdown();
 }

@@ -57,17 +57,23 @@ static void make_types(void) {
     gc_types.entry_array = rt_type_traced("EntryArray", table_trace_entries);
 }
 
+/* The smallest heap goal.  A script keeps little alive, and rtgc
+   collects a heap that small in one short pause on this thread (a "small
+   cycle", about 10 us), so the VM can afford to stay this small, as
+   clox's 1 MiB first collection and Boehm's default growth keep theirs,
+   instead of Go's 4 MiB floor (docs/embedding.md has the figures).
+   RTHEAPMIN in the environment overrides it. */
+#define LOX_HEAP_MINIMUM (256 << 10)
+
 bool gc_start(bool precise) {
-    int rc;
-    if (precise) {
-        /* Zero means "default" for every knob; the stack scan is turned off
-           explicitly, so only the VM's root scanners keep objects alive. */
-        rt_options opts = { 0 };
-        opts.scan_thread_stacks = RT_SCAN_STACKS_OFF;
-        rc = rt_init(&opts);
-    } else {
-        rc = rt_init(NULL);     /* defaults + RTGC/RTDEBUG/... from the environment */
-    }
+    /* Zero means "default" for every other knob; RTGC, RTDEBUG and the
+       rest still come from the environment. */
+    rt_options opts = { 0 };
+    opts.heap_minimum = LOX_HEAP_MINIMUM;
+    /* --precise: no stack scan, so only the VM's root scanners keep
+       objects alive (the test that every root is registered). */
+    if (precise) opts.scan_thread_stacks = RT_SCAN_STACKS_OFF;
+    int rc = rt_init(&opts);
     if (rc != RT_OK) {
         fprintf(stderr, "lox: rt_init failed (%d)\n", rc);
         return false;
