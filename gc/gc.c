@@ -77,11 +77,23 @@ static void claim_locked(int kind) {
     C.requested_heap = ld_relaxed(&rt__heap.heap_live);
 }
 
+static void *driver_main(void *arg);
+
+/* world_lock held.  The driver thread is started by the first cycle that
+   needs it: a program whose cycles are all small never has one. */
+static void wake_driver_locked(void) {
+    if (!C.driver_running) {
+        if (pthread_create(&C.driver, NULL, driver_main, NULL) != 0) rt__fatal("cannot create the collector thread");
+        C.driver_running = true;
+    }
+    pthread_cond_signal(&C.driver_cond);
+}
+
 /* world_lock held: ask the driver for a cycle. */
 static void request_locked(int kind) {
     if (C.active) return;
     claim_locked(kind);
-    pthread_cond_signal(&C.driver_cond);
+    wake_driver_locked();
 }
 
 /* ---- gctrace ------------------------------------------------------------------------ */
@@ -594,7 +606,7 @@ static bool run_small_cycle(int kind, uint64_t budget) {
     restart_marking(cy);
     pthread_mutex_lock(&rt__g.world_lock);
     C.handoff = true;
-    pthread_cond_signal(&C.driver_cond);
+    wake_driver_locked();
     pthread_mutex_unlock(&rt__g.world_lock);
     return false;
 }
@@ -733,8 +745,6 @@ void rt__gc_init(void) {
     rt__markers_start(rt__cfg.maxprocs);
     rt__sweeper_start();
     rt__scavenger_start();
-    if (pthread_create(&C.driver, NULL, driver_main, NULL) != 0) rt__fatal("cannot create the collector thread");
-    C.driver_running = true;
 }
 
 void rt__gc_shutdown(void) {

@@ -171,6 +171,7 @@ void rt__specials_sweep(rt_span *s);           /* rt__sweep_span, before the mar
 void rt__specials_mark_roots(rt_gcwork *w);    /* records and queued entries are roots */
 void rt__specials_visit_roots(rt_visitor *v);  /* the same, for checkmark */
 void rt__specials_check_finalizers(void);      /* RTDEBUG=checkfinalizers, world stopped after the mark */
+void rt__specials_check_list(uint64_t spans_with_records);   /* the verifier counted them */
 /* Sweep s now if this cycle has not (Go's ensureSwept), or wait for the
    sweeper that owns it (gc/sweep.c).  Returns at once if s is swept. */
 void rt__span_ensure_swept(rt_span *s);

@@ -392,7 +392,7 @@ static struct {
     double          fractional_cpu;   /* share of one CPU for the fractional worker */
     int             dedicated;
     uint64_t        job_start_ns;
-    bool            quit;
+    bool            quit, spawned;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
 
 static void sleep_ns(uint64_t ns) {
@@ -496,7 +496,9 @@ static void *worker_main(void *arg) {
 }
 
 /* Go's worker sizing: 25% of RTMAXPROCS, dedicated workers for the whole
-   part, a fractional worker for the rest when rounding misses by > 30%. */
+   part, a fractional worker for the rest when rounding misses by > 30%.
+   The threads themselves start with the first job (spawn_locked): a
+   program whose cycles are all small never needs them. */
 void rt__markers_start(int maxprocs) {
     if (maxprocs < 1) maxprocs = 1;
     double goal = 0.25 * maxprocs;
@@ -515,17 +517,25 @@ void rt__markers_start(int maxprocs) {
     if (!M.threads || !M.roles) rt__fatal("out of memory creating mark workers");
     for (int i = 0; i < M.n; i++)
         M.roles[i] = i < dedicated ? ROLE_DEDICATED : (i == dedicated && frac > 0) ? ROLE_FRACTIONAL : ROLE_IDLE;
+    M.spawned = false;
+}
+
+/* M.lock held. */
+static void spawn_locked(void) {
+    if (M.spawned) return;
     for (int i = 0; i < M.n; i++)
         if (pthread_create(&M.threads[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
             rt__fatal("cannot create mark worker thread %d", i + 1);
+    M.spawned = true;
 }
 
 void rt__markers_stop(void) {
     pthread_mutex_lock(&M.lock);
     M.quit = true;
     pthread_cond_broadcast(&M.cond);
+    bool spawned = M.spawned;
     pthread_mutex_unlock(&M.lock);
-    for (int i = 0; i < M.n; i++) pthread_join(M.threads[i], NULL);
+    for (int i = 0; spawned && i < M.n; i++) pthread_join(M.threads[i], NULL);
     free(M.threads);
     free(M.roles);
     M.threads = NULL;
@@ -535,6 +545,7 @@ void rt__markers_stop(void) {
 
 static void hand_out(int job) {
     pthread_mutex_lock(&M.lock);
+    spawn_locked();
     M.job = job;
     M.job_start_ns = rt__nanotime();
     M.epoch++;

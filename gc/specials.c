@@ -281,9 +281,68 @@ static void table_free(sp_table *t) {
     rt__os_free(b, b->bytes);
 }
 
+/* ---- the spans that have records -------------------------------------------------
+ * The root walks (mark start, checkmark, checkfinalizers) visit these, not
+ * every page of every arena: that walk was 8192 page-map entries per 64 MiB
+ * arena at every collection, a fixed cost that small cycles, thousands a
+ * second, could not carry.  A span joins when its table is made and leaves
+ * when the table is freed, both under its special_lock (lock order:
+ * special_lock, then SL.lock). */
+static struct {
+    pthread_mutex_t lock;
+    rt_span       **v;
+    size_t          n, cap;
+} SL = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void span_list_add(rt_span *s) {
+    pthread_mutex_lock(&SL.lock);
+    if (SL.n == SL.cap) {
+        size_t cap = SL.cap ? SL.cap * 2 : 64;
+        rt_span **v = realloc(SL.v, cap * sizeof *v);
+        if (!v) rt__fatal("out of memory listing %zu spans with weak handles, cleanups or finalizers", SL.n);
+        SL.v = v;
+        SL.cap = cap;
+    }
+    s->special_idx = (uint32_t)SL.n;
+    SL.v[SL.n++] = s;
+    pthread_mutex_unlock(&SL.lock);
+}
+
+static void span_list_remove(rt_span *s) {
+    pthread_mutex_lock(&SL.lock);
+    RT_ASSERT(s->special_idx < SL.n && SL.v[s->special_idx] == s);
+    rt_span *last = SL.v[--SL.n];
+    SL.v[s->special_idx] = last;
+    last->special_idx = s->special_idx;
+    pthread_mutex_unlock(&SL.lock);
+}
+
+/* The heap verifier, world stopped: the list holds exactly the spans it
+   found with a table, each at its index. */
+void rt__specials_check_list(uint64_t spans_with_records) {
+    pthread_mutex_lock(&SL.lock);
+    if (SL.n != spans_with_records)
+        rt__fatal("specials: %zu spans listed with records, the heap has %llu", SL.n,
+                  (unsigned long long)spans_with_records);
+    for (size_t i = 0; i < SL.n; i++) {
+        rt_span *s = SL.v[i];
+        if (s->special_idx != i || !s->specials || s->state != RT_SPAN_INUSE)
+            rt__fatal("specials: list entry %zu (span %#lx) is at %u, %s, state %u", i, (unsigned long)s->hot.base,
+                      s->special_idx, s->specials ? "has records" : "has none", s->state);
+    }
+    pthread_mutex_unlock(&SL.lock);
+}
+
 /* ---- a span's table (special_lock held) -------------------------------------- */
 
 static inline sp_table *span_table(rt_span *s) { return ld_relaxed(&s->specials); }
+
+/* The table is gone: the span leaves the list. */
+static void table_drop(rt_span *s, sp_table *t) {
+    table_free(t);
+    st_relaxed(&s->specials, NULL);
+    span_list_remove(s);
+}
 
 /* First index whose key is >= k. */
 static uint32_t lower_bound(const sp_table *t, uint64_t k) {
@@ -312,6 +371,8 @@ static void table_insert(rt_span *s, sp_rec *r) {
             memcpy(nt->e, t->e, (size_t)t->n * sizeof(sp_ent));
             nt->n = t->n;
             table_free(t);
+        } else {
+            span_list_add(s);
         }
         t = nt;
         st_relaxed(&s->specials, t);
@@ -325,10 +386,7 @@ static void table_insert(rt_span *s, sp_rec *r) {
 static void table_remove_at(rt_span *s, uint32_t i) {
     sp_table *t = span_table(s);
     memmove(&t->e[i], &t->e[i + 1], (size_t)(t->n - i - 1) * sizeof(sp_ent));
-    if (--t->n == 0) {
-        table_free(t);
-        st_relaxed(&s->specials, NULL);
-    }
+    if (--t->n == 0) table_drop(s, t);
 }
 
 /* ---- the queue of cleanups and finalizers to run -------------------------------- */
@@ -678,10 +736,7 @@ void rt__specials_sweep(rt_span *s) {
         }
     }
     t->n = out;
-    if (out == 0) {
-        table_free(t);
-        st_relaxed(&s->specials, NULL);
-    }
+    if (out == 0) table_drop(s, t);
     pthread_mutex_unlock(&s->special_lock);
 }
 
@@ -694,42 +749,23 @@ static uint64_t pool_inuse(fixpool *p) {
     return n;
 }
 
-/* Whether any record exists.  A record added after this answer is handled
-   as one added after the walk would be (records added during a mark shade
-   what they must themselves). */
-static bool any_records(void) {
-    return pool_inuse(&P.weak) + pool_inuse(&P.fin) + pool_inuse(&P.cln) != 0;
-}
-
-/* Every in-use span with records, once.  The arena list is snapshotted
-   under the heap lock; spans are validated as the marker does.  Without
-   any record there is nothing to find: the walk over every arena's page
-   map was 2% of a small-heap program's time (one walk per cycle). */
+/* Every span with records, once.  The list is copied under its lock and
+   walked without it (fn takes each span's special_lock, which comes
+   first in the lock order).  The copy stays good: spans leave the list
+   when the sweep or a removal frees their table, and a span is freed
+   only by the sweep, which never runs during a mark; a span whose table
+   went away meanwhile is skipped. */
 static void for_each_special_span(void (*fn)(rt_span *, void *), void *ctx) {
-    if (!any_records()) return;
-    rt_arena *local[64], **snap = local;
-    size_t n = 0, cap = 64;
-    pthread_mutex_lock(&rt__heap.lock);
-    for (rt_arena *a = rt__heap.arenas; a; a = a->next) {
-        if (n == cap) {
-            rt_arena **more = malloc(2 * cap * sizeof *more);
-            if (!more) rt__fatal("specials: out of memory listing %zu arenas", n);
-            memcpy(more, snap, n * sizeof *more);
-            if (snap != local) free(snap);
-            snap = more;
-            cap *= 2;
-        }
-        snap[n++] = a;
-    }
-    pthread_mutex_unlock(&rt__heap.lock);
+    rt_span *local[64], **snap = local;
+    pthread_mutex_lock(&SL.lock);
+    size_t n = SL.n;
+    if (n > sizeof local / sizeof local[0] && !(snap = malloc(n * sizeof *snap)))
+        rt__fatal("specials: out of memory listing %zu spans with records", n);
+    if (n) memcpy(snap, SL.v, n * sizeof *snap);
+    pthread_mutex_unlock(&SL.lock);
     for (size_t k = 0; k < n; k++) {
-        rt_arena *a = snap[k];
-        for (uintptr_t i = 0; i < RT_PAGES_PER_ARENA; i++) {
-            rt_span *s = ld_acquire(&a->spans[i]);
-            if (!s || ld_acquire(&s->state) != RT_SPAN_INUSE || s->hot.base != a->base + i * RT_PAGE_SIZE) continue;
-            if (ld_relaxed(&s->specials)) fn(s, ctx);
-            i += s->npages - 1;
-        }
+        rt_span *s = snap[k];
+        if (ld_acquire(&s->state) == RT_SPAN_INUSE && ld_relaxed(&s->specials)) fn(s, ctx);
     }
     if (snap != local) free(snap);
 }
@@ -1084,4 +1120,7 @@ void rt__specials_free_all(void) {
     memset(P.cln_chunks, 0, sizeof P.cln_chunks);
     P.cln_nchunks = 0;
     Q.head = Q.tail = NULL;
+    free(SL.v);
+    SL.v = NULL;
+    SL.n = SL.cap = 0;
 }

@@ -296,26 +296,30 @@ static void *sweeper_main(void *arg) {
     return NULL;
 }
 
+/* The thread itself starts at the first wake: small cycles never wake
+   it. */
 void rt__sweeper_start(void) {
     S.quit = false;
     S.wake = false;
     S.cursor = RT__NUM_SPAN_CLASSES;
-    if (pthread_create(&S.thread, NULL, sweeper_main, NULL) != 0) rt__fatal("cannot create the sweeper thread");
-    S.running = true;
 }
 
 void rt__sweeper_stop(void) {
-    if (!S.running) return;
     pthread_mutex_lock(&S.lock);
+    bool running = S.running;
     S.quit = true;
     pthread_cond_broadcast(&S.cond);
     pthread_mutex_unlock(&S.lock);
-    pthread_join(S.thread, NULL);
+    if (running) pthread_join(S.thread, NULL);
     S.running = false;
 }
 
 void rt__sweeper_wake(void) {
     pthread_mutex_lock(&S.lock);
+    if (!S.running) {
+        if (pthread_create(&S.thread, NULL, sweeper_main, NULL) != 0) rt__fatal("cannot create the sweeper thread");
+        S.running = true;
+    }
     S.wake = true;
     pthread_cond_signal(&S.cond);
     pthread_mutex_unlock(&S.lock);

@@ -10,10 +10,11 @@
  *     bytes the cycle counted (objects shaded one by one, and allocated
  *     black by span; racing markers may count an object twice);
  *     pages in spans equal the page allocator's in-use pages;
+ *   - the list of spans with special records holds exactly those spans;
  *   - the page allocator's radix summaries against its bitmaps. */
 #include "gc.h"
 
-static uint64_t span_bytes_allocated, span_bytes_marked;
+static uint64_t span_bytes_allocated, span_bytes_marked, spans_with_records;
 
 static void verify_span(rt_span *s) {
     rt__span_check(s);
@@ -22,10 +23,11 @@ static void verify_span(rt_span *s) {
             rt__fatal("heap verify: span %#lx slot %lu is marked but free", (unsigned long)s->hot.base, (unsigned long)i);
     span_bytes_allocated += (uint64_t)s->hot.alloc_count * s->hot.elemsize;
     span_bytes_marked += (uint64_t)rt__span_count_marks(s) * s->hot.elemsize;
+    spans_with_records += s->specials != NULL;
 }
 
 void rt__verify_heap(const char *when) {
-    span_bytes_allocated = span_bytes_marked = 0;
+    span_bytes_allocated = span_bytes_marked = spans_with_records = 0;
     for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
         rt_mcentral *c = &rt__heap.central[i];
         pthread_mutex_lock(&c->lock);
@@ -45,5 +47,6 @@ void rt__verify_heap(const char *when) {
     if (span_bytes_marked > rt__heap.heap_marked)
         rt__fatal("heap verify (%s): spans hold %llu marked bytes, the mark counted only %llu", when,
                   (unsigned long long)span_bytes_marked, (unsigned long long)rt__heap.heap_marked);
+    rt__specials_check_list(spans_with_records);
     rt__heap_check();
 }

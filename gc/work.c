@@ -34,23 +34,27 @@ int rt__work_nwaiting;   /* markers waiting for work: balance shares a buffer wh
 static void **chunks;            /* chunk list for destroy */
 static size_t nchunks;
 
+/* Buffers are carved from the newest chunk as they are first needed, so a
+   program that never uses more than a few touches only their pages (all
+   of a chunk's 64 KiB were written at once, to link its buffers). */
+static char *carve_next, *carve_end;
+
 static rt_workbuf *buf_new_locked(void) {
     rt_workbuf *b = G.empty;
     if (b) {
         G.empty = b->next;
     } else {
-        char *c = rt__os_alloc(WORKBUF_CHUNK);
-        if (!c) rt__fatal("out of memory for mark work buffers");
-        *(void ***)c = chunks;
-        chunks = (void **)c;
-        nchunks++;
-        for (size_t off = 64; off + sizeof(rt_workbuf) <= WORKBUF_CHUNK; off += sizeof(rt_workbuf)) {
-            rt_workbuf *nb = (rt_workbuf *)(c + off);
-            nb->next = G.empty;
-            G.empty = nb;
+        if (carve_end - carve_next < (ptrdiff_t)sizeof(rt_workbuf)) {
+            char *c = rt__os_alloc(WORKBUF_CHUNK);
+            if (!c) rt__fatal("out of memory for mark work buffers");
+            *(void ***)c = chunks;
+            chunks = (void **)c;
+            nchunks++;
+            carve_next = c + 64;
+            carve_end = c + WORKBUF_CHUNK;
         }
-        b = G.empty;
-        G.empty = b->next;
+        b = (rt_workbuf *)(void *)carve_next;
+        carve_next += sizeof(rt_workbuf);
     }
     b->n = 0;
     b->next = NULL;
@@ -66,6 +70,7 @@ void rt__work_destroy(void) {
     G.full = G.empty = NULL;
     G.nfull = 0;
     nchunks = 0;
+    carve_next = carve_end = NULL;
 }
 
 size_t rt__work_chunks(void) {

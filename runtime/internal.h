@@ -91,6 +91,7 @@ typedef struct rt_span {
     uint64_t   heapbits_mask;    /* heap-bits spans: the low elemsize / 8 bits, one per word of an object */
     const rt_type *large_type;   /* type of a large object (0: noscan or not yet typed) */
     struct rt_special *specials; /* weak handles, cleanups, finalizers, sorted by offset */
+    uint32_t   special_idx;      /* while specials is set: its index in gc/specials.c's span list */
     pthread_mutex_t special_lock;
     union {
         struct rt_span *next_free;   /* dead structs: the fixalloc free list */
@@ -105,12 +106,15 @@ typedef struct rt_span {
    (runtime/metapool.c); the owner fills name, rec_bytes (a multiple of 8),
    link_off (where a free record keeps a 16-bit link) and region_bytes. */
 typedef struct { uint16_t free_head, nfree, bump; uint8_t state; } rt__metaslab;
+/* 64 slabs' headers with their two bits each, side by side: a pool of up
+   to 448 slabs touches one page of side array (apart, the headers and
+   the two bitmaps touched three per pool). */
+typedef struct { uint64_t has_free, empty; rt__metaslab slab[64]; } rt__metagroup;
 typedef struct rt__metapool {
     const char   *name;
     size_t        rec_bytes, link_off, region_bytes;
     char         *base;              /* the reserved region; slab i at base + i * slab_bytes */
-    rt__metaslab *slabs;
-    uint64_t     *has_free, *empty;  /* bit per slab */
+    rt__metagroup *groups;           /* slab i: groups[i / 64], bit i % 64 */
     size_t        slab_bytes, max_slabs, nslabs, hint, inuse;
     unsigned      per_slab;
     uint64_t      resident_bytes;
@@ -222,10 +226,12 @@ uintptr_t rt__find_object(uintptr_t p, rt_span **sp, uintptr_t *idxp);
 /* ---- mcentral (runtime/mcentral.c) ------------------------------------------
  * Per span class: spans with free slots (partial) and without (full), each
  * split by sweep parity: set [h/2 % 2] is swept, the other unswept. */
+#define RT_SPANSET_INLINE 8   /* entries a set holds before it takes pages from the OS */
 typedef struct rt_spanset {
-    rt_span **v;
+    rt_span **v;                 /* inline, or pages from the OS once it outgrows that */
     size_t    n, cap;
     size_t    hi;                /* the most entries since the array's tail was last released */
+    rt_span  *inline_v[RT_SPANSET_INLINE];
 } rt_spanset;
 
 typedef struct rt_mcentral {
@@ -512,6 +518,7 @@ void     rt__heap_scav_wait_in_flight(void);   /* until no taken run is still be
 /* Pre-grow a class's span sets for n spans (runtime/mcentral.c). */
 int      rt__mcentral_reserve(rt_mcentral *c, size_t n);
 uint64_t rt__mcentral_trim(rt_mcentral *c);   /* release the sets' pages past their entries; bytes */
+void     rt__spanset_free(rt_spanset *ss);     /* its pages back to the OS; the set empty (rt_shutdown) */
 /* ==== end of issue 7 block ================================================= */
 
 #endif

@@ -11,9 +11,10 @@
  * Layout.  A pool reserves one region of address space and commits it in
  * 256 KiB steps; slab i is the i-th OS page of the region.  Slab headers
  * live in a separate array (a released slab's page reads as zero, its
- * header must survive), with two bitmaps over the slabs: has_free (a
- * record can be taken from it) and empty (every record is free and the
- * page is still resident).
+ * header must survive), in groups of 64 with two bitmap words each:
+ * has_free (a record can be taken from the slab) and empty (every record
+ * is free and the page is still resident).  Grouped, a small pool's side
+ * array is one page.
  *
  * Invariants, per slab: records [bump, per_slab) were never handed out
  * since the slab was last released (or committed) and are not on the free
@@ -38,9 +39,14 @@ enum { SLAB_RESIDENT = 0, SLAB_RELEASING = 1, SLAB_RELEASED = 2 };
 
 static uint64_t resident_total;           /* bytes of committed, unreleased slabs, all pools; atomic */
 
-static inline bool bit_get(const uint64_t *b, size_t i) { return b[i / 64] >> (i % 64) & 1; }
-static inline void bit_set(uint64_t *b, size_t i) { b[i / 64] |= (uint64_t)1 << (i % 64); }
-static inline void bit_clear(uint64_t *b, size_t i) { b[i / 64] &= ~((uint64_t)1 << (i % 64)); }
+/* Slab i's header and bits (which is has_free or empty). */
+static inline rt__metaslab *slab_at(const rt__metapool *p, size_t i) { return &p->groups[i / 64].slab[i % 64]; }
+#define HAS_FREE(p, w) ((p)->groups[w].has_free)
+#define EMPTY(p, w)    ((p)->groups[w].empty)
+#define BIT(i)         ((uint64_t)1 << ((i) % 64))
+#define bit_get(p, which, i)   ((which((p), (i) / 64) & BIT(i)) != 0)
+#define bit_set(p, which, i)   (which((p), (i) / 64) |= BIT(i))
+#define bit_clear(p, which, i) (which((p), (i) / 64) &= ~BIT(i))
 
 static void resident_add(rt__metapool *p, int64_t slabs) {
     int64_t bytes = slabs * (int64_t)p->slab_bytes;
@@ -56,8 +62,7 @@ static int pool_init(rt__metapool *p) {
     p->per_slab = (unsigned)(p->slab_bytes / p->rec_bytes);
     RT_ASSERT(p->per_slab >= 2 && p->per_slab < 65535 && p->link_off + 2 <= p->rec_bytes);
     p->max_slabs = p->region_bytes / p->slab_bytes;
-    size_t words = (p->max_slabs + 63) / 64;
-    size_t side = p->max_slabs * sizeof(rt__metaslab) + 2 * words * 8;
+    size_t side = (p->max_slabs + 63) / 64 * sizeof(rt__metagroup);
     side = (side + ospage - 1) & ~(ospage - 1);
     /* The side arrays are committed whole: untouched pages cost nothing. */
     char *s = rt__os_reserve(side, ospage);
@@ -65,9 +70,7 @@ static int pool_init(rt__metapool *p) {
     if (rt__os_commit(s, side) != 0) { rt__os_unreserve(s, side); return -1; }
     char *r = rt__os_reserve(p->region_bytes, p->slab_bytes);
     if (!r) { rt__os_unreserve(s, side); return -1; }
-    p->slabs = (rt__metaslab *)(void *)s;
-    p->has_free = (uint64_t *)(void *)(s + p->max_slabs * sizeof(rt__metaslab));
-    p->empty = p->has_free + words;
+    p->groups = (rt__metagroup *)(void *)s;
     p->base = r;
     return 0;
 }
@@ -83,8 +86,8 @@ static int pool_grow(rt__metapool *p) {
                   p->region_bytes >> 20);
     if (rt__os_commit(p->base + p->nslabs * p->slab_bytes, step * p->slab_bytes) != 0) return -1;
     for (size_t i = p->nslabs; i < p->nslabs + step; i++) {
-        p->slabs[i] = (rt__metaslab){ .nfree = (uint16_t)p->per_slab, .state = SLAB_RELEASED };
-        bit_set(p->has_free, i);
+        *slab_at(p, i) = (rt__metaslab){ .nfree = (uint16_t)p->per_slab, .state = SLAB_RELEASED };
+        bit_set(p, HAS_FREE, i);
     }
     p->nslabs += step;
     return 0;
@@ -101,11 +104,11 @@ void *rt__metapool_alloc(rt__metapool *p) {
             i = first;
             break;
         }
-        uint64_t bits = p->has_free[w] & (~(uint64_t)0 << (w == i / 64 ? i % 64 : 0));
+        uint64_t bits = HAS_FREE(p, w) & (~(uint64_t)0 << (w == i / 64 ? i % 64 : 0));
         if (bits) { i = w * 64 + (size_t)__builtin_ctzll(bits); break; }
     }
     p->hint = i;
-    rt__metaslab *sl = &p->slabs[i];
+    rt__metaslab *sl = slab_at(p, i);
     char *slab = p->base + i * p->slab_bytes;
     RT_ASSERT(sl->nfree > 0 && sl->state != SLAB_RELEASING);
     char *rec;
@@ -116,9 +119,9 @@ void *rt__metapool_alloc(rt__metapool *p) {
         RT_ASSERT(sl->bump < p->per_slab);
         rec = slab + (size_t)sl->bump++ * p->rec_bytes;
     }
-    if (sl->nfree-- == p->per_slab) bit_clear(p->empty, i);
+    if (sl->nfree-- == p->per_slab) bit_clear(p, EMPTY, i);
     if (sl->state == SLAB_RELEASED) { sl->state = SLAB_RESIDENT; resident_add(p, 1); }
-    if (sl->nfree == 0) bit_clear(p->has_free, i);
+    if (sl->nfree == 0) bit_clear(p, HAS_FREE, i);
     p->inuse++;
     memset(rec, 0, p->rec_bytes);
     return rec;
@@ -128,13 +131,13 @@ void rt__metapool_free(rt__metapool *p, void *r) {
     char *rec = r;
     RT_ASSERT(p->base && rec >= p->base && rec < p->base + p->nslabs * p->slab_bytes);
     size_t i = (size_t)(rec - p->base) / p->slab_bytes;
-    rt__metaslab *sl = &p->slabs[i];
+    rt__metaslab *sl = slab_at(p, i);
     size_t idx = (size_t)(rec - (p->base + i * p->slab_bytes)) / p->rec_bytes;
     RT_ASSERT(sl->state == SLAB_RESIDENT && sl->nfree < p->per_slab && idx < sl->bump);
     *link_of(p, rec) = sl->free_head;
     sl->free_head = (uint16_t)(idx + 1);
-    if (sl->nfree++ == 0) bit_set(p->has_free, i);
-    if (sl->nfree == p->per_slab) bit_set(p->empty, i);
+    if (sl->nfree++ == 0) bit_set(p, HAS_FREE, i);
+    if (sl->nfree == p->per_slab) bit_set(p, EMPTY, i);
     if (i < p->hint) p->hint = i;
     p->inuse--;
 }
@@ -144,13 +147,13 @@ void rt__metapool_free(rt__metapool *p, void *r) {
 size_t rt__metapool_take_empty(rt__metapool *p, size_t max, void **start, size_t *bytes) {
     if (!p->base || max == 0) return 0;
     for (size_t w = (p->nslabs + 63) / 64; w-- > 0;) {
-        if (!p->empty[w]) continue;
-        size_t top = w * 64 + 63 - (size_t)__builtin_clzll(p->empty[w]), lo = top;
-        while (lo > 0 && top - lo + 1 < max && bit_get(p->empty, lo - 1)) lo--;
+        if (!EMPTY(p, w)) continue;
+        size_t top = w * 64 + 63 - (size_t)__builtin_clzll(EMPTY(p, w)), lo = top;
+        while (lo > 0 && top - lo + 1 < max && bit_get(p, EMPTY, lo - 1)) lo--;
         for (size_t i = lo; i <= top; i++) {
-            p->slabs[i].state = SLAB_RELEASING;
-            bit_clear(p->empty, i);
-            bit_clear(p->has_free, i);
+            slab_at(p, i)->state = SLAB_RELEASING;
+            bit_clear(p, EMPTY, i);
+            bit_clear(p, HAS_FREE, i);
         }
         *start = p->base + lo * p->slab_bytes;
         *bytes = (top - lo + 1) * p->slab_bytes;
@@ -164,16 +167,16 @@ size_t rt__metapool_take_empty(rt__metapool *p, size_t max, void **start, size_t
 void rt__metapool_return_empty(rt__metapool *p, void *start, size_t n, int os_result) {
     size_t first = (size_t)((char *)start - p->base) / p->slab_bytes;
     for (size_t i = first; i < first + n; i++) {
-        rt__metaslab *sl = &p->slabs[i];
+        rt__metaslab *sl = slab_at(p, i);
         RT_ASSERT(sl->state == SLAB_RELEASING && sl->nfree == p->per_slab);
-        bit_set(p->has_free, i);
+        bit_set(p, HAS_FREE, i);
         if (os_result >= 0) {
             /* Every record is handed out again by bump and zeroed then,
                so a page freed lazily (MADV_FREE) is as good as zero. */
             *sl = (rt__metaslab){ .nfree = (uint16_t)p->per_slab, .state = SLAB_RELEASED };
         } else {
             sl->state = SLAB_RESIDENT;
-            bit_set(p->empty, i);
+            bit_set(p, EMPTY, i);
         }
         if (i < p->hint) p->hint = i;
     }
@@ -185,12 +188,10 @@ void rt__metapool_return_empty(rt__metapool *p, void *start, size_t n, int os_re
 void rt__metapool_reset(rt__metapool *p) {
     if (!p->base) return;
     if (p->nslabs) (void)rt__os_release(p->base, p->nslabs * p->slab_bytes);
-    size_t words = (p->nslabs + 63) / 64;   /* no bit is set past the committed slabs */
-    memset(p->has_free, 0, words * 8);
-    memset(p->empty, 0, words * 8);
+    for (size_t w = 0; w < (p->nslabs + 63) / 64; w++) HAS_FREE(p, w) = EMPTY(p, w) = 0;   /* none set past nslabs */
     for (size_t i = 0; i < p->nslabs; i++) {
-        p->slabs[i] = (rt__metaslab){ .nfree = (uint16_t)p->per_slab, .state = SLAB_RELEASED };
-        bit_set(p->has_free, i);
+        *slab_at(p, i) = (rt__metaslab){ .nfree = (uint16_t)p->per_slab, .state = SLAB_RELEASED };
+        bit_set(p, HAS_FREE, i);
     }
     resident_add(p, -(int64_t)(p->resident_bytes / p->slab_bytes));
     p->hint = 0;
@@ -201,10 +202,10 @@ void rt__metapool_check(const rt__metapool *p) {
     if (!p->base) return;
     size_t inuse = 0, resident = 0;
     for (size_t i = 0; i < p->nslabs; i++) {
-        const rt__metaslab *sl = &p->slabs[i];
+        const rt__metaslab *sl = slab_at(p, i);
         size_t listed = 0;
         if (sl->state == SLAB_RELEASING) {   /* its page is being zeroed: nothing in it to read */
-            if (sl->nfree != p->per_slab || bit_get(p->has_free, i) || bit_get(p->empty, i))
+            if (sl->nfree != p->per_slab || bit_get(p, HAS_FREE, i) || bit_get(p, EMPTY, i))
                 rt__fatal("%s pool: slab %zu is being released while in use", p->name, i);
             resident++;
             continue;
@@ -219,7 +220,7 @@ void rt__metapool_check(const rt__metapool *p) {
                       p->per_slab - sl->bump + listed);
         bool want_free = sl->nfree > 0;
         bool want_empty = sl->nfree == p->per_slab && sl->state == SLAB_RESIDENT;
-        if (bit_get(p->has_free, i) != want_free || bit_get(p->empty, i) != want_empty)
+        if (bit_get(p, HAS_FREE, i) != want_free || bit_get(p, EMPTY, i) != want_empty)
             rt__fatal("%s pool: slab %zu's bitmaps disagree with its count", p->name, i);
         if (want_free && i < p->hint) rt__fatal("%s pool: slab %zu has room below the hint %zu", p->name, i, p->hint);
         if (sl->state == SLAB_RELEASED && sl->nfree != p->per_slab)

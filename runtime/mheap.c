@@ -80,16 +80,12 @@ int rt__heap_init(void) {
     return 0;
 }
 
-static void spanset_free(rt_spanset *ss) {
-    if (ss->v) rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
-    memset(ss, 0, sizeof *ss);
-}
 
 void rt__heap_destroy(void) {
     rt__scavenger_stop();
     for (unsigned i = 0; i < RT__NUM_SPAN_CLASSES; i++) {
         rt_mcentral *c = &rt__heap.central[i];
-        for (int j = 0; j < 2; j++) { spanset_free(&c->partial[j]); spanset_free(&c->full[j]); }
+        for (int j = 0; j < 2; j++) { rt__spanset_free(&c->partial[j]); rt__spanset_free(&c->full[j]); }
     }
     /* Arenas of a pending reservation that never got a record are ours to
        unmap; the others go with their records. */

@@ -8,10 +8,13 @@
  *   - the collecting thread's own stack and registers are roots;
  *   - a mark over budget goes concurrent, and checkmark finds it complete;
  *   - smallgc=0 never runs one; RTHEAPMIN sets the goal they run at;
+ *   - a program whose cycles are all small starts no collector thread but
+ *     the scavenger (the driver, mark workers and sweeper start on demand);
  *   - several threads: each may run the cycle, the others stop for it.
  * Randomized tests print their seed; RT_SEED=N replays it. */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +165,29 @@ Test(small, a_mark_over_its_budget_finishes_concurrently) {
     check_list(list_root, 1, 10);
 }
 
+static int threads_now(void) {
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+Test(small, only_the_scavenger_thread_starts_while_every_cycle_is_small) {
+    int before = threads_now();
+    start(256 << 10, NULL);
+    grow_list(&list_root, 1, 100);
+    churn(16u << 20);
+    counts c = cycle_counts();
+    cr_assert_geq(c.small, 20);
+    cr_assert_eq(c.small, c.cycles);
+    cr_assert_eq(threads_now(), before + 1, "%d threads, %d before rt_init", threads_now(), before);
+    rt_gc();   /* a forced cycle runs on the driver; its sweep wakes the sweeper */
+    cr_assert_geq(threads_now(), before + 3, "%d threads after rt_gc, %d before rt_init", threads_now(), before);
+    check_list(list_root, 1, 100);
+}
+
 Test(small, smallgc_0_turns_them_off) {
     start(256 << 10, "smallgc=0");
     grow_list(&list_root, 1, 100);
@@ -196,7 +222,7 @@ static void *mutator(void *arg) {
     Node **root = &thread_roots[me];
     grow_list(root, id + 1, LIVE);
     id += LIVE;
-    for (int round = 0; round < 20000; round++) {
+    for (int round = 0; round < 100000; round++) {
         uint64_t r = next(&s);
         (void)rt_alloc(16 + r % 200, RT_NOSCAN);
         if (r % 7 == 0) {   /* replace the k-th node with a fresh one carrying its id */

@@ -109,7 +109,7 @@ Test(metapool, random_sequence_matches_the_model) {
     released += release_all(&p);
     rt__metapool_check(&p);
     size_t occupied = 0;
-    for (size_t i = 0; i < p.nslabs; i++) occupied += p.slabs[i].nfree < p.per_slab;
+    for (size_t i = 0; i < p.nslabs; i++) occupied += p.groups[i / 64].slab[i % 64].nfree < p.per_slab;
     cr_assert_eq(p.resident_bytes, occupied * p.slab_bytes, "%llu resident bytes for %zu occupied slabs",
                  (unsigned long long)p.resident_bytes, occupied);
     fprintf(stderr, "metapool: %zu slabs, %zu resident before the last release, %zu occupied; %zu slab releases\n",

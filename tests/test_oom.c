@@ -241,10 +241,15 @@ Test(oom, every_failure_point_leaves_the_heap_consistent_and_usable, .timeout = 
     fprintf(stderr, "oom: seed %llu (OOM_SEED=%llu to repeat)\n", (unsigned long long)seed, (unsigned long long)seed);
     for (uint64_t k = 1; k <= 10; k++) one_failure_point(k, seed + k, false);
     for (uint64_t k = 1; k <= 12; k++) one_failure_point(k, seed + 100 + k, true);
-    /* Which call grows a pool depends on the seed's fill (seed 1796232241
-       refused none in the first 12): move the failure point on until one
-       is refused, or give up at 60 and fail below. */
-    for (uint64_t k = 13; k <= 60 && !strstr(kinds_seen, "commit/262144"); k++)
+    /* Which call reserves or commits an arena, or grows a pool, depends on
+       the seed's fill, and span sets outgrowing their inline entries take
+       many of the early calls (one per class and set): move the failure
+       point on, in growing steps, until each kind was refused, or give up
+       past 1000 and fail below. */
+    for (uint64_t k = 11; k <= 1000 && !(strstr(kinds_seen, "reserve_heap/") && strstr(kinds_seen, "commit/67108864"));
+         k += 1 + k / 16)
+        one_failure_point(k, seed + k, false);
+    for (uint64_t k = 13; k <= 1000 && !strstr(kinds_seen, "commit/262144"); k += 1 + k / 16)
         one_failure_point(k, seed + 100 + k, true);
     fprintf(stderr, "oom: refused calls (kind/bytes):%s\n", kinds_seen);
     cr_assert_not_null(strstr(kinds_seen, "reserve_heap/"), "no arena reservation was refused");
