@@ -20,7 +20,7 @@
  * The minimum is RTHEAPMIN (rt_options.heap_minimum), Go's 4 MiB by default.
  *
  * Small cycles (gc/gc.c run_small_cycle): when the last mark scanned at
- * most RTDEBUG smallgc bytes (128 KiB by default), heap, stacks and
+ * most RTDEBUG smallgc bytes (64 KiB by default), heap, stacks and
  * globals together, the next cycle runs on the allocating thread with the
  * world stopped, and may scan up to twice that in its one pause before it
  * goes on concurrently.  Go's minimum heap is there because a cycle has a

@@ -59,7 +59,7 @@ void rt__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2), cold));
 #define RT_TINY_SPAN_CLASS  (RT_TINY_SIZE_CLASS << 1 | 1)
 #define RT_MIN_HEAP         ((uint64_t)4 << 20)             /* Go's defaultHeapMinimum */
 #define RT_MIN_HEAP_FLOOR   ((uint64_t)64 << 10)            /* the smallest RTHEAPMIN accepted */
-#define RT_SMALL_CYCLE_WORK ((uint64_t)128 << 10)           /* RTDEBUG smallgc's default (gc/pacer.c) */
+#define RT_SMALL_CYCLE_WORK ((uint64_t)64 << 10)            /* RTDEBUG smallgc's default (gc/pacer.c) */
 
 static inline unsigned rt__spanclass(unsigned sizeclass, bool noscan) { return sizeclass << 1 | (noscan ? 1u : 0u); }
 static inline unsigned rt__spanclass_size(unsigned spc) { return spc >> 1; }

@@ -18,7 +18,7 @@ Test(env, defaults) {
     cr_assert_eq(rt__cfg.maxprocs, rt__ncpu());
     cr_assert_eq(rt__cfg.scan_thread_stacks, 1);
     cr_assert_eq(rt__cfg.heap_minimum, 4 << 20, "Go's heapMinimum");
-    cr_assert_eq(rt__cfg.smallgc, 128 << 10);
+    cr_assert_eq(rt__cfg.smallgc, 64 << 10);
     cr_assert_eq(rt_init(NULL), RT_EALREADY);
     rt_shutdown();
 }

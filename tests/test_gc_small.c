@@ -112,7 +112,7 @@ Test(small, a_tiny_live_set_is_collected_in_small_cycles_only) {
    or two per cycle: 5 MB of buffers after 2,500 cycles). */
 Test(small, small_cycles_give_their_work_buffers_back) {
     start(128 << 10, NULL);
-    grow_list(&list_root, 1, 3000);   /* more grey objects than one buffer holds */
+    grow_list(&list_root, 1, 1200);   /* more grey objects than one buffer holds */
     churn(1u << 20);
     size_t chunks = rt__work_chunks();
     churn(96u << 20);
@@ -121,7 +121,7 @@ Test(small, small_cycles_give_their_work_buffers_back) {
     cr_assert_geq(st.num_gc, 300, "%llu cycles", (unsigned long long)st.num_gc);
     cr_assert_eq(rt__work_chunks(), chunks, "%zu chunks of work buffers after %llu cycles, %zu before",
                  rt__work_chunks(), (unsigned long long)st.num_gc, chunks);
-    check_list(list_root, 1, 3000);
+    check_list(list_root, 1, 1200);
 }
 
 /* Not inlined, so the node's only reference is in this frame or a
