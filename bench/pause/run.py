@@ -19,7 +19,7 @@ BUILD = ROOT / "bench" / "build"
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-D_GNU_SOURCE"]
 TRACE = re.compile(r"^gc (\d+) @([\d.]+)s (\d+)%: ([\d.]+)\+([\d.]+)\+([\d.]+) ms clock")
 # rtgc's gctrace=2 line after each cycle: where the two pauses went.
-PACER = re.compile(r"^pacer: stopping took ([\d.e+-]+)\+([\d.e+-]+) ms; mark termination: flush ([\d.e+-]+) ms, "
+PACER = re.compile(r"^pacer: (?:[a-z ,]+; )?stopping took ([\d.e+-]+)\+([\d.e+-]+) ms; mark termination: flush ([\d.e+-]+) ms, "
                    r"drain ([\d.e+-]+) ms .*?the rest ([\d.e+-]+) ms")
 
 
