@@ -23,6 +23,12 @@
  * RTDEBUG=gcstoptheworld=1 marks with the world stopped instead of 2-4
  * (one pause); =2 also sweeps with it stopped.
  *
+ * Small cycles (run_small_cycle): when the last mark was small (pacer.c),
+ * the allocating thread that reaches the trigger runs 1-4 itself in one
+ * pause, marking alone, and nothing is woken; a mark that outgrows its
+ * budget restarts the world with the barrier on and the driver takes the
+ * cycle over at step 3 (docs/design.md, "Small cycles").
+ *
  * Threads that wait for the collector (rt_gc, gcstress) wait counted as
  * stopped, with their registers and stack pointer recorded, so they never
  * delay a stop and their stacks are scanned. */
