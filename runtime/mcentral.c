@@ -29,6 +29,10 @@
    inline array: a page per set was 80 KB of RSS for a 256 KiB heap, and
    the first touch of each, a page fault, took 0.5 ms of the first
    collection's pause.  False if the OS refused. */
+static void set_free_array(rt_spanset *ss) {
+    if (ss->v && ss->v != ss->inline_v) rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
+}
+
 static bool set_reserve(rt_spanset *ss, size_t want) {
     if (!ss->v) {
         ss->v = ss->inline_v;
@@ -40,14 +44,14 @@ static bool set_reserve(rt_spanset *ss, size_t want) {
     rt_span **v = rt__os_alloc(cap * sizeof(rt_span *));
     if (!v) return false;
     memcpy(v, ss->v, ss->n * sizeof(rt_span *));
-    if (ss->v != ss->inline_v) rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
+    set_free_array(ss);
     ss->v = v;
     ss->cap = cap;
     return true;
 }
 
 void rt__spanset_free(rt_spanset *ss) {
-    if (ss->v && ss->v != ss->inline_v) rt__os_free(ss->v, ss->cap * sizeof(rt_span *));
+    set_free_array(ss);
     memset(ss, 0, sizeof *ss);
 }
 
