@@ -490,6 +490,7 @@ static void mark_concurrently(cycle *cy) {
    then the sweep is set up and the world restarts. */
 static void mark_termination(cycle *cy) {
     cycle_times *ct = &cy->ct;
+    if (!cy->concurrent) ct->t1 = ct->t2 = ct->stopped2 = rt__nanotime();   /* one pause: 1 to 4 */
     ct->heap1 = ld_relaxed(&rt__heap.heap_live);
     rt_gcwork last = { 0 };
     for (rt_p *p = rt__g.all_ps; p; p = p->next_all) {
@@ -575,8 +576,6 @@ static void run_cycle(int kind) {
     if (cy->concurrent) {
         restart_marking(cy);
         mark_concurrently(cy);
-    } else {
-        cy->ct.t1 = cy->ct.t2 = cy->ct.stopped2 = rt__nanotime();
     }
     mark_termination(cy);
 }
@@ -588,7 +587,8 @@ static void run_cycle(int kind) {
    finished after `budget` bytes of scan work (the heap grew live), the
    world restarts with the barrier on and the driver finishes the mark
    concurrently, as if the pause had been an ordinary mark start that
-   scanned the roots and some of the heap.  Returns false in that case.
+   scanned the roots and some of the heap.  Returns false in that case
+   (the caller hands the cycle over).
    Why that is still the same mark: at restart no P holds a cached span
    or a tiny block (prepare_ps_for_mark), so everything allocated from
    then on is black, as at any mark start, and the grey objects found so
@@ -603,22 +603,24 @@ static bool run_small_cycle(int kind, uint64_t budget) {
     rt__capture_context(rt__tls_thread);
     mark_start(cy);
     if (rt__drain_solo(&cy->work, budget)) {
-        cy->ct.t1 = cy->ct.t2 = cy->ct.stopped2 = rt__nanotime();
         mark_termination(cy);
         return true;
     }
     cy->concurrent = true;
     add_relaxed(&C.num_small_concurrent, 1);
     restart_marking(cy);
-    pthread_mutex_lock(&rt__g.world_lock);
-    C.handoff = true;
-    wake_driver_locked();
-    pthread_mutex_unlock(&rt__g.world_lock);
     return false;
 }
 
+/* world_lock held: the cycle is over; wake whoever waits for it. */
+static void finish_locked(void) {
+    C.completed++;
+    C.active = C.on_mutator = false;
+    pthread_cond_broadcast(&rt__g.world_cond);
+}
+
 /* world_lock held (and again on return): run a small cycle on this
-   thread. */
+   thread; the driver takes it over if it went concurrent. */
 static void small_cycle_locked(int kind, uint64_t budget) {
     claim_locked(kind);
     C.on_mutator = true;
@@ -627,9 +629,10 @@ static void small_cycle_locked(int kind, uint64_t budget) {
     bool done = run_small_cycle(kind, budget);
     pthread_mutex_lock(&rt__g.world_lock);
     if (done) {
-        C.completed++;
-        C.active = C.on_mutator = false;
-        pthread_cond_broadcast(&rt__g.world_cond);
+        finish_locked();
+    } else {
+        C.handoff = true;
+        wake_driver_locked();
     }
 }
 
@@ -652,9 +655,7 @@ static void *driver_main(void *arg) {
             run_cycle(kind);
         }
         pthread_mutex_lock(&rt__g.world_lock);
-        C.completed++;
-        C.active = C.on_mutator = false;
-        pthread_cond_broadcast(&rt__g.world_cond);
+        finish_locked();
     }
     pthread_mutex_unlock(&rt__g.world_lock);
     return NULL;
@@ -665,10 +666,11 @@ static void *driver_main(void *arg) {
    no budget (the world restarts right after the roots are scanned, so
    the rest of the mark runs concurrently).  So one stress run covers each
    path. */
-static uint64_t stress_small_budget(bool *small) {
+static bool stress_turn_is_small(uint64_t *budget) {   /* world_lock held */
     static uint64_t turn;
-    *small = rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0 && turn % 3 != 0;
-    return turn++ % 3 == 1 ? rt__small_cycle_budget() : 0;
+    uint64_t t = turn++ % 3;
+    *budget = t == 1 ? rt__small_cycle_budget() : 0;
+    return t != 0 && rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0;
 }
 
 void rt__gc_maybe_start(void) {
@@ -678,9 +680,8 @@ void rt__gc_maybe_start(void) {
            collection point; other threads keep running during its mark. */
         WAIT_AS_STOPPED(!C.active);
         uint64_t want = C.completed + 1;
-        bool small;
-        uint64_t budget = stress_small_budget(&small);
-        if (small) small_cycle_locked(GC_STRESS, budget);
+        uint64_t budget;
+        if (stress_turn_is_small(&budget)) small_cycle_locked(GC_STRESS, budget);
         else request_locked(GC_STRESS);
         WAIT_AS_STOPPED(C.completed >= want);
     } else if (!C.active && ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) {
