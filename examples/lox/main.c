@@ -21,11 +21,13 @@ static void print_stats(void) {
     if (!show_stats) return;
     rt_mem_stats st;
     rt_read_mem_stats(&st);
+    const double mib = 1 << 20;
     fprintf(stderr, "lox: %llu collections, %llu objects allocated (%.1f MiB), "
-                    "heap in use %.1f MiB, total pause %.3f ms\n",
+                    "heap in use %.1f MiB (spans %.1f of %.1f MiB obtained, %.1f released), "
+                    "total pause %.3f ms\n",
             (unsigned long long)st.num_gc, (unsigned long long)st.mallocs,
-            (double)st.total_alloc / (1 << 20), (double)st.heap_alloc / (1 << 20),
-            (double)st.pause_total_ns / 1e6);
+            st.total_alloc / mib, st.heap_alloc / mib, st.heap_inuse / mib, st.heap_sys / mib,
+            st.heap_released / mib, st.pause_total_ns / 1e6);
 }
 
 static void finish(int code) {

@@ -14,6 +14,7 @@
 #include "table.h"
 
 #define TABLE_MAX_LOAD 0.75
+#define TABLE_MIN_CAPACITY 8
 
 void table_init(Table *table) {
     table->count = 0;
@@ -50,7 +51,11 @@ bool table_get(const Table *table, ObjString *key, Value *value) {
 static void grow(Table *table, uint64_t capacity) {
     /* The only allocation in this file.  Nothing needs rooting here: the
        old array is still reachable through table->entries. */
-    EntryArray *fresh = lox_alloc(sizeof(EntryArray) + capacity * sizeof(Entry), gc_types.entry_array);
+    EntryArray *fresh = capacity == TABLE_MIN_CAPACITY
+        /* Every instance's first field lands here: spelling the size as a
+           constant lets rt_alloc take its inline fast path. */
+        ? lox_alloc(sizeof(EntryArray) + TABLE_MIN_CAPACITY * sizeof(Entry), gc_types.entry_array)
+        : lox_alloc(sizeof(EntryArray) + capacity * sizeof(Entry), gc_types.entry_array);
     fresh->capacity = capacity;
     int count = 0;
     EntryArray *old = table->entries;
@@ -71,7 +76,7 @@ static void grow(Table *table, uint64_t capacity) {
 bool table_set(Table *table, ObjString *key, Value value) {
     uint64_t capacity = capacity_of(table);
     if (table->count + 1 > capacity * TABLE_MAX_LOAD)
-        grow(table, capacity < 8 ? 8 : capacity * 2);
+        grow(table, capacity < TABLE_MIN_CAPACITY ? TABLE_MIN_CAPACITY : capacity * 2);
     Entry *entry = find_entry(table->entries->entries, table->entries->capacity, key);
     bool is_new = entry->key == NULL;
     if (is_new && IS_NIL(entry->value)) table->count++;
