@@ -12,51 +12,44 @@
 #include "common.h"
 #include "value.h"
 
-/* The instruction set, as a list so the enum and the interpreter's
-   dispatch table are written from one place. */
-#define LOX_OPCODES(X) \
-    X(OP_CONSTANT) \
-    X(OP_NIL) \
-    X(OP_TRUE) \
-    X(OP_FALSE) \
-    X(OP_POP) \
-    X(OP_GET_LOCAL) \
-    X(OP_SET_LOCAL) \
-    X(OP_GET_GLOBAL) \
-    X(OP_DEFINE_GLOBAL) \
-    X(OP_SET_GLOBAL) \
-    X(OP_GET_UPVALUE) \
-    X(OP_SET_UPVALUE) \
-    X(OP_GET_PROPERTY) \
-    X(OP_SET_PROPERTY) \
-    X(OP_GET_SUPER) \
-    X(OP_EQUAL) \
-    X(OP_GREATER) \
-    X(OP_LESS) \
-    X(OP_ADD) \
-    X(OP_SUBTRACT) \
-    X(OP_MULTIPLY) \
-    X(OP_DIVIDE) \
-    X(OP_NOT) \
-    X(OP_NEGATE) \
-    X(OP_PRINT) \
-    X(OP_JUMP) \
-    X(OP_JUMP_IF_FALSE) \
-    X(OP_LOOP) \
-    X(OP_CALL) \
-    X(OP_INVOKE) \
-    X(OP_SUPER_INVOKE) \
-    X(OP_CLOSURE) \
-    X(OP_CLOSE_UPVALUE) \
-    X(OP_RETURN) \
-    X(OP_CLASS) \
-    X(OP_INHERIT) \
-    X(OP_METHOD)
-
 typedef enum {
-#define LOX_OPCODE_ENUM(op) op,
-    LOX_OPCODES(LOX_OPCODE_ENUM)
-#undef LOX_OPCODE_ENUM
+    OP_CONSTANT,
+    OP_NIL,
+    OP_TRUE,
+    OP_FALSE,
+    OP_POP,
+    OP_GET_LOCAL,
+    OP_SET_LOCAL,
+    OP_GET_GLOBAL,
+    OP_DEFINE_GLOBAL,
+    OP_SET_GLOBAL,
+    OP_GET_UPVALUE,
+    OP_SET_UPVALUE,
+    OP_GET_PROPERTY,
+    OP_SET_PROPERTY,
+    OP_GET_SUPER,
+    OP_EQUAL,
+    OP_GREATER,
+    OP_LESS,
+    OP_ADD,
+    OP_SUBTRACT,
+    OP_MULTIPLY,
+    OP_DIVIDE,
+    OP_NOT,
+    OP_NEGATE,
+    OP_PRINT,
+    OP_JUMP,
+    OP_JUMP_IF_FALSE,
+    OP_LOOP,
+    OP_CALL,
+    OP_INVOKE,
+    OP_SUPER_INVOKE,
+    OP_CLOSURE,
+    OP_CLOSE_UPVALUE,
+    OP_RETURN,
+    OP_CLASS,
+    OP_INHERIT,
+    OP_METHOD,
 } OpCode;
 
 typedef struct {

@@ -251,119 +251,100 @@ static InterpretResult run(void) {
         vm_push(make(a op b));                                                \
     } while (0)
 
-    /* With GCC or clang each handler ends in its own jump through a table
-       of label addresses to the next instruction's handler ("threaded
-       code"): no range check, and the branch predictor learns one jump per
-       handler instead of the switch's single shared one.  Elsewhere (or
-       with -DLOX_SWITCH_DISPATCH), a plain switch. */
-#if defined(__GNUC__) && !defined(LOX_SWITCH_DISPATCH)
-    static void *const handlers[] = {
-#define LOX_HANDLER(op) [op] = &&do_##op,
-        LOX_OPCODES(LOX_HANDLER)
-#undef LOX_HANDLER
-    };
-#define CASE(op) do_##op
-#define NEXT()   goto *handlers[READ_BYTE()]
-    NEXT();
-    {   /* no loop and no switch: every handler jumps on by itself */
-        {
-#else
-#define CASE(op) case op
-#define NEXT()   break
     for (;;) {
-        switch (READ_BYTE()) {
-#endif
-        CASE(OP_CONSTANT): vm_push(READ_CONSTANT()); NEXT();
-        CASE(OP_NIL):      vm_push(NIL_VAL); NEXT();
-        CASE(OP_TRUE):     vm_push(TRUE_VAL); NEXT();
-        CASE(OP_FALSE):    vm_push(FALSE_VAL); NEXT();
-        CASE(OP_POP):      vm_pop(); NEXT();
-        CASE(OP_GET_LOCAL): {
+        uint8_t instruction = READ_BYTE();
+        switch (instruction) {
+        case OP_CONSTANT: vm_push(READ_CONSTANT()); break;
+        case OP_NIL:      vm_push(NIL_VAL); break;
+        case OP_TRUE:     vm_push(TRUE_VAL); break;
+        case OP_FALSE:    vm_push(FALSE_VAL); break;
+        case OP_POP:      vm_pop(); break;
+        case OP_GET_LOCAL: {
             uint8_t slot = READ_BYTE();
             vm_push(frame->slots[slot]);
-            NEXT();
+            break;
         }
-        CASE(OP_SET_LOCAL): {
+        case OP_SET_LOCAL: {
             uint8_t slot = READ_BYTE();
             frame->slots[slot] = peek(0);       /* the stack is a root */
-            NEXT();
+            break;
         }
-        CASE(OP_GET_GLOBAL): {
+        case OP_GET_GLOBAL: {
             ObjString *name = READ_STRING();
             Value value;
             if (!table_get(&vm.globals, name, &value))
                 RUNTIME_ERROR("Undefined variable '%s'.", name->chars);
             vm_push(value);
-            NEXT();
+            break;
         }
-        CASE(OP_DEFINE_GLOBAL): {
+        case OP_DEFINE_GLOBAL: {
             ObjString *name = READ_STRING();
             table_set(&vm.globals, name, peek(0));
             vm_pop();
-            NEXT();
+            break;
         }
-        CASE(OP_SET_GLOBAL): {
+        case OP_SET_GLOBAL: {
             ObjString *name = READ_STRING();
             if (table_set(&vm.globals, name, peek(0))) {
                 table_delete(&vm.globals, name);
                 RUNTIME_ERROR("Undefined variable '%s'.", name->chars);
             }
-            NEXT();
+            break;
         }
-        CASE(OP_GET_UPVALUE): {
+        case OP_GET_UPVALUE: {
             uint8_t slot = READ_BYTE();
             vm_push(*frame->closure->upvalues[slot]->location);
-            NEXT();
+            break;
         }
-        CASE(OP_SET_UPVALUE): {
+        case OP_SET_UPVALUE: {
             uint8_t slot = READ_BYTE();
             /* location is a stack slot (open) or the upvalue's own closed
                field (heap): the barrier is required for the latter and
                harmless for the former. */
             value_store(frame->closure->upvalues[slot]->location, peek(0));
-            NEXT();
+            break;
         }
-        CASE(OP_GET_PROPERTY): {
+        case OP_GET_PROPERTY: {
             if (!IS_INSTANCE(peek(0))) RUNTIME_ERROR("Only instances have properties.");
             ObjInstance *instance = AS_INSTANCE(peek(0));
             ObjString *name = READ_STRING();
             Value value;
             if (table_get(&instance->fields, name, &value)) {
                 vm.stack_top[-1] = value;
-                NEXT();
+                break;
             }
             SAVE_IP();
             ObjBoundMethod *bound = bind_method(instance->klass, name, peek(0));
             if (bound == NULL) return INTERPRET_RUNTIME_ERROR;
             vm.stack_top[-1] = OBJ_VAL(bound);
-            NEXT();
+            break;
         }
-        CASE(OP_SET_PROPERTY): {
+        case OP_SET_PROPERTY: {
             if (!IS_INSTANCE(peek(1))) RUNTIME_ERROR("Only instances have fields.");
             ObjInstance *instance = AS_INSTANCE(peek(1));
             table_set(&instance->fields, READ_STRING(), peek(0));
             Value value = vm_pop();
             vm.stack_top[-1] = value;
-            NEXT();
+            break;
         }
-        CASE(OP_GET_SUPER): {
+        case OP_GET_SUPER: {
             ObjString *name = READ_STRING();
             SAVE_IP();
             ObjBoundMethod *bound = bind_method(AS_CLASS(peek(0)), name, peek(1));
             if (bound == NULL) return INTERPRET_RUNTIME_ERROR;
             vm.stack_top -= 1;
             vm.stack_top[-1] = OBJ_VAL(bound);
-            NEXT();
+            break;
         }
-        CASE(OP_EQUAL): {
+        case OP_EQUAL: {
             Value b = vm_pop();
             Value a = vm_pop();
             vm_push(BOOL_VAL(values_equal(a, b)));
-            NEXT();
+            break;
         }
-        CASE(OP_GREATER):  BINARY_OP(BOOL_VAL, >); NEXT();
-        CASE(OP_LESS):     BINARY_OP(BOOL_VAL, <); NEXT();
-        CASE(OP_ADD): {
+        case OP_GREATER:  BINARY_OP(BOOL_VAL, >); break;
+        case OP_LESS:     BINARY_OP(BOOL_VAL, <); break;
+        case OP_ADD: {
             if (IS_STRING(peek(0)) && IS_STRING(peek(1))) {
                 /* Both operands stay on the stack until the result exists. */
                 ObjString *result = concat_strings(AS_STRING(peek(1)), AS_STRING(peek(0)));
@@ -376,56 +357,56 @@ static InterpretResult run(void) {
             } else {
                 RUNTIME_ERROR("Operands must be two numbers or two strings.");
             }
-            NEXT();
+            break;
         }
-        CASE(OP_SUBTRACT): BINARY_OP(NUMBER_VAL, -); NEXT();
-        CASE(OP_MULTIPLY): BINARY_OP(NUMBER_VAL, *); NEXT();
-        CASE(OP_DIVIDE):   BINARY_OP(NUMBER_VAL, /); NEXT();
-        CASE(OP_NOT):
+        case OP_SUBTRACT: BINARY_OP(NUMBER_VAL, -); break;
+        case OP_MULTIPLY: BINARY_OP(NUMBER_VAL, *); break;
+        case OP_DIVIDE:   BINARY_OP(NUMBER_VAL, /); break;
+        case OP_NOT:
             vm.stack_top[-1] = BOOL_VAL(is_falsey(peek(0)));
-            NEXT();
-        CASE(OP_NEGATE):
+            break;
+        case OP_NEGATE:
             if (!IS_NUMBER(peek(0))) RUNTIME_ERROR("Operand must be a number.");
             vm.stack_top[-1] = NUMBER_VAL(-AS_NUMBER(peek(0)));
-            NEXT();
-        CASE(OP_PRINT):
+            break;
+        case OP_PRINT:
             print_value(vm_pop());
             printf("\n");
-            NEXT();
-        CASE(OP_JUMP): {
+            break;
+        case OP_JUMP: {
             uint16_t offset = READ_SHORT();
             ip += offset;
-            NEXT();
+            break;
         }
-        CASE(OP_JUMP_IF_FALSE): {
+        case OP_JUMP_IF_FALSE: {
             uint16_t offset = READ_SHORT();
             if (is_falsey(peek(0))) ip += offset;
-            NEXT();
+            break;
         }
-        CASE(OP_LOOP): {
+        case OP_LOOP: {
             uint16_t offset = READ_SHORT();
             ip -= offset;
             rt_safepoint();
-            NEXT();
+            break;
         }
-        CASE(OP_CALL): {
+        case OP_CALL: {
             int arg_count = READ_BYTE();
             SAVE_IP();
             if (!call_value(peek(arg_count), arg_count)) return INTERPRET_RUNTIME_ERROR;
             LOAD_FRAME();
             rt_safepoint();
-            NEXT();
+            break;
         }
-        CASE(OP_INVOKE): {
+        case OP_INVOKE: {
             ObjString *method = READ_STRING();
             int arg_count = READ_BYTE();
             SAVE_IP();
             if (!invoke(method, arg_count)) return INTERPRET_RUNTIME_ERROR;
             LOAD_FRAME();
             rt_safepoint();
-            NEXT();
+            break;
         }
-        CASE(OP_SUPER_INVOKE): {
+        case OP_SUPER_INVOKE: {
             ObjString *method = READ_STRING();
             int arg_count = READ_BYTE();
             ObjClass *superclass = AS_CLASS(vm_pop());
@@ -433,9 +414,9 @@ static InterpretResult run(void) {
             if (!invoke_from_class(superclass, method, arg_count)) return INTERPRET_RUNTIME_ERROR;
             LOAD_FRAME();
             rt_safepoint();
-            NEXT();
+            break;
         }
-        CASE(OP_CLOSURE): {
+        case OP_CLOSURE: {
             ObjFunction *function = AS_FUNCTION(READ_CONSTANT());
             ObjClosure *closure = new_closure(function);
             vm_push(OBJ_VAL(closure));          /* rooted before capturing */
@@ -446,13 +427,13 @@ static InterpretResult run(void) {
                                                : frame->closure->upvalues[index];
                 rt_store(&closure->upvalues[i], upvalue);
             }
-            NEXT();
+            break;
         }
-        CASE(OP_CLOSE_UPVALUE):
+        case OP_CLOSE_UPVALUE:
             close_upvalues(vm.stack_top - 1);
             vm_pop();
-            NEXT();
-        CASE(OP_RETURN): {
+            break;
+        case OP_RETURN: {
             Value result = vm_pop();
             close_upvalues(frame->slots);
             vm.frame_count--;
@@ -463,25 +444,25 @@ static InterpretResult run(void) {
             vm.stack_top = frame->slots;
             vm_push(result);
             LOAD_FRAME();
-            NEXT();
+            break;
         }
-        CASE(OP_CLASS):
+        case OP_CLASS:
             vm_push(OBJ_VAL(new_class(READ_STRING())));
-            NEXT();
-        CASE(OP_INHERIT): {
+            break;
+        case OP_INHERIT: {
             Value superclass = peek(1);
             if (!IS_CLASS(superclass)) RUNTIME_ERROR("Superclass must be a class.");
             ObjClass *subclass = AS_CLASS(peek(0));
             table_add_all(&AS_CLASS(superclass)->methods, &subclass->methods);
             vm_pop();
-            NEXT();
+            break;
         }
-        CASE(OP_METHOD): {
+        case OP_METHOD: {
             ObjString *name = READ_STRING();
             /* closure on top, class beneath: both rooted while the table grows */
             table_set(&AS_CLASS(peek(1))->methods, name, peek(0));
             vm_pop();
-            NEXT();
+            break;
         }
         }
     }
@@ -494,8 +475,6 @@ static InterpretResult run(void) {
 #undef LOAD_FRAME
 #undef RUNTIME_ERROR
 #undef BINARY_OP
-#undef CASE
-#undef NEXT
 }
 
 InterpretResult interpret(const char *source) {
