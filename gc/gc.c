@@ -217,11 +217,11 @@ static void flush_p(rt_p *p) {
    instead of 338-393 MB (2 runs each); why is not known. */
 #define ASSIST_PARK_NS 20000
 static uint32_t assist_wake;          /* bumped to wake the parked assists */
-static int assist_parked;             /* assists asleep on it, or about to be */
+int rt__assists_parked;               /* assists asleep on it, or about to be (read by balance) */
 
 void rt__gc_wake_assists(void) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* the credit, the flush request or the restart before the look at the sleepers */
-    if (!ld_relaxed(&assist_parked)) return;
+    if (!ld_relaxed(&rt__assists_parked)) return;
     add_relaxed(&assist_wake, 1);
     rt__os_futex_wake_all(&assist_wake);
 }
@@ -239,16 +239,17 @@ void rt__gc_wake_assists(void) {
    So is a ragged flush's request, which a flush that found no sleeper
    sends to nobody either. */
 static void park_assist(rt_p *p, uint32_t seq) {
-    __atomic_add_fetch(&assist_parked, 1, __ATOMIC_SEQ_CST);
-    /* The bound covers what no wake-up is sent for: the limiter engaging,
-       and grey objects another marker published that the assist could
-       scan itself (a worker that publishes them scans too, and its credit
-       wakes the assist). */
+    __atomic_add_fetch(&rt__assists_parked, 1, __ATOMIC_SEQ_CST);
+    /* A marker that publishes a buffer for it (balance) wakes it, and a
+       buffer already published keeps it awake.  The bound covers what no
+       wake-up is sent for: the limiter engaging, and buffers published
+       other than by balance (a worker that publishes them scans too, and
+       its credit wakes the assist). */
     if (ld_relaxed(&rt__gc_phase) == RT_PHASE_MARK && !(rt__flags_load() & RT__FLAG_STOP) &&
         ld_relaxed(&rt__pacer.bg_credit) <= 0 && ld_acquire(&p->flush_epoch) == ld_acquire(&rt__flush_epoch) &&
-        !ld_relaxed(&rt__gc_limiting))
+        !ld_relaxed(&rt__gc_limiting) && rt__work_global_empty())
         rt__sleep_as_stopped(&assist_wake, seq, ASSIST_PARK_NS);
-    __atomic_sub_fetch(&assist_parked, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&rt__assists_parked, 1, __ATOMIC_RELAXED);
 }
 
 void rt__gc_answer_flush(rt_p *p) {

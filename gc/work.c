@@ -185,6 +185,7 @@ void rt__gcwork_balance_slow(rt_gcwork *w) {
     if (w->secondary && w->secondary->n > 0) {
         push_full(w->secondary);
         w->secondary = NULL;
+        rt__gc_wake_assists();
         return;
     }
     rt_workbuf *b = w->primary;
@@ -198,6 +199,7 @@ void rt__gcwork_balance_slow(rt_gcwork *w) {
     half->n = k;
     b->n -= k;
     push_full(half);
+    rt__gc_wake_assists();
 }
 
 bool rt__gcwork_empty(const rt_gcwork *w) {
