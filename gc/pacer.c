@@ -61,12 +61,16 @@ uint64_t rt__pacer_goal(uint64_t marked) {
     return goal;
 }
 
+/* The last mark's scan work, heap and roots: what the next one expects. */
+static uint64_t last_scan_work(void) {
+    return rt__pacer.last_heap_scan + rt__last_stack_scan + rt__last_globals_scan;
+}
+
 static uint64_t trigger_for(uint64_t goal, uint64_t marked) {
     if (goal == UINT64_MAX) return UINT64_MAX;
     if (rt__cfg.gcstoptheworld >= 1 || rt__pacer.small || marked >= goal) return goal;
     double cm = rt__pacer.cons_mark > 0 ? rt__pacer.cons_mark : 1.0;
-    double scan = (double)(rt__pacer.last_heap_scan + rt__last_stack_scan + rt__last_globals_scan);
-    double runway = cm * (1 - GOAL_UTILIZATION) / GOAL_UTILIZATION * scan;
+    double runway = cm * (1 - GOAL_UTILIZATION) / GOAL_UTILIZATION * (double)last_scan_work();
     uint64_t span = goal - marked;
     uint64_t min = marked + (uint64_t)(span * MIN_TRIGGER);
     uint64_t max = marked + (uint64_t)(span * MAX_TRIGGER);
@@ -81,8 +85,8 @@ uint64_t rt__small_cycle_budget(void) { return 2 * rt__cfg.smallgc; }
 void rt__pacer_commit(uint64_t marked) {
     pthread_mutex_lock(&pacer_lock);
     rt__pacer.heap_marked = marked;
-    uint64_t work = rt__pacer.last_heap_scan + rt__last_stack_scan + rt__last_globals_scan;
-    st_relaxed(&rt__pacer.small, rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0 && work <= rt__cfg.smallgc);
+    st_relaxed(&rt__pacer.small, rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0 &&
+                                 last_scan_work() <= rt__cfg.smallgc);
     st_relaxed(&rt__gc_goal, rt__pacer_goal(marked));   /* read by the scavenger without the lock */
     rt__pacer.goal = rt__gc_goal;
     rt__pacer.trigger = trigger_for(rt__gc_goal, marked);
