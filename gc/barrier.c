@@ -30,14 +30,21 @@ static rt_p *barrier_p(const char *call) {
     return (rt_p *)c;
 }
 
-/* NULL and small integers are dropped here rather than at the flush: most
-   stores initialize fresh objects, whose old value is NULL. */
+/* Words that cannot be heap addresses are dropped here rather than at the
+   flush, for the price of the one compare that NULL needed: most stores
+   initialize fresh objects, whose old value is NULL, and an embedder's
+   tagged values (small integers, or a VM's boxed numbers at 2^48 and
+   above) would only fill the buffer and miss the arena index at the flush. */
+static inline bool maybe_heap_word(uintptr_t w) {
+    return w - 4096 < ((uintptr_t)1 << RT_HEAP_ADDR_BITS) - 4096;
+}
+
 static inline void record(rt_p *p, uintptr_t old, uintptr_t val) {
     if (RT_UNLIKELY(p->wbuf_n + 2 > RT_WBUF_ENTRIES)) rt__wbuf_flush(p);
     p->wbuf[p->wbuf_n] = old;
-    p->wbuf_n += old >= 4096;
+    p->wbuf_n += maybe_heap_word(old);
     p->wbuf[p->wbuf_n] = val;
-    p->wbuf_n += val >= 4096;
+    p->wbuf_n += maybe_heap_word(val);
 }
 
 void rt__store_slow(void *slot, void *value) {

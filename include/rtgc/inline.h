@@ -160,6 +160,25 @@ static inline __attribute__((always_inline)) void rt__heapbits_set(rt__span *s, 
     rt__heapbits_write_small(s->base, obj, s->elemsize, type->small_mask);
 }
 
+/* Zeroing a fresh object of a constant size: with 16-byte stores, because
+   compilers expand a memset of 100-256 bytes into rep stos, whose start-up
+   costs more than the stores (binary_trees.lox, whose tables' first entry
+   arrays are 144 bytes, ran 5% faster; medians of 11).  Class sizes are
+   multiples of 8.  may_alias: the stores must not give the memory a type. */
+typedef unsigned long long rt__zero16 __attribute__((vector_size(16), aligned(8), may_alias));
+typedef unsigned long long rt__zero8 __attribute__((may_alias));
+
+static inline __attribute__((always_inline)) void rt__zero_object(uintptr_t p, uintptr_t size) {
+    if (__builtin_constant_p(size) && size <= 256) {
+        const rt__zero16 zero = { 0, 0 };
+        _Pragma("GCC unroll 16")
+        for (uintptr_t i = 0; i + 16 <= size; i += 16) *(rt__zero16 *)(p + i) = zero;
+        if (size % 16) *(rt__zero8 *)(p + size - 8) = 0;
+    } else {
+        memset((void *)p, 0, size);
+    }
+}
+
 /* Size-specialized allocation: with a constant size every class lookup
    below folds at compile time, leaving a TLS load, the flag test, the ctz
    and the zeroing in the caller. */
@@ -184,7 +203,7 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
                     rt__span *s = c->alloc[cls << 1 | 1];
                     uintptr_t p = rt__span_next_free_fast(s, elemsize);
                     if (RT__LIKELY(p != 0)) {
-                        if (s->needzero) memset((void *)p, 0, elemsize);
+                        if (s->needzero) rt__zero_object(p, elemsize);
                         return (void *)p;
                     }
                 }
@@ -193,7 +212,7 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
                     rt__span *s = c->alloc[cls << 1];
                     uintptr_t p = rt__span_next_free_fast(s, elemsize);
                     if (RT__LIKELY(p != 0)) {
-                        if (s->needzero) memset((void *)p, 0, elemsize);
+                        if (s->needzero) rt__zero_object(p, elemsize);
                         rt__heapbits_set(s, p, type);
                         return (void *)p;
                     }
@@ -206,7 +225,7 @@ static inline __attribute__((always_inline)) void *rt__alloc_inline(size_t size,
                 rt__span *s = c->alloc[hcls << 1];
                 uintptr_t p = rt__span_next_free_fast(s, hsize);
                 if (RT__LIKELY(p != 0)) {
-                    if (s->needzero) memset((void *)p, 0, hsize);
+                    if (s->needzero) rt__zero_object(p, hsize);
                     *(const struct rt_type **)p = type;
                     rt__header_bit_set(s, s->freeindex - 1u);
                     return (void *)(p + RT__HEADER_SIZE);
