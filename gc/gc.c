@@ -34,6 +34,7 @@
  * delay a stop and their stacks are scanned. */
 #include "gc.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -387,7 +388,7 @@ static bool ragged_flush(void) {
        termination, which flushes every P anyway. */
     uint64_t deadline = rt__nanotime() + 1000000;
     bool busy_assist;
-    for (;;) {
+    for (unsigned polls = 0;; polls++) {
         bool all = true;
         busy_assist = false;
         pthread_mutex_lock(&rt__g.world_lock);
@@ -398,6 +399,12 @@ static bool ragged_flush(void) {
         }
         pthread_mutex_unlock(&rt__g.world_lock);
         if (all || rt__nanotime() > deadline) break;
+        /* Most Ps answer within microseconds, at their next barrier
+           store or cache refill; a 50 us nanosleep lasted 100 us or more
+           with the kernel's timer slack, and all that time the barrier
+           stayed on and the heap grew black.  The workers are idle now, so polling
+           costs no marking; yielding leaves the CPU to one that wakes. */
+        if (polls < 64) { sched_yield(); continue; }
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
     }
