@@ -402,8 +402,9 @@ static bool ragged_flush(void) {
         /* Most Ps answer within microseconds, at their next barrier
            store or cache refill; a 50 us nanosleep lasted 100 us or more
            with the kernel's timer slack, and all that time the barrier
-           stayed on and the heap grew black.  The workers are idle now, so polling
-           costs no marking; yielding leaves the CPU to one that wakes. */
+           stayed on and the heap grew black.  The workers are idle now,
+           so polling costs no marking; yielding leaves the CPU to one
+           that wakes. */
         if (polls < 64) { sched_yield(); continue; }
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
