@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "gc.h"
+#include "test_start.h"
 
 #define HIDE_MASK ((uintptr_t)0x5555555555555555ull)
 static inline uintptr_t hide(const void *p) { return (uintptr_t)p ^ HIDE_MASK; }
@@ -59,9 +60,6 @@ typedef struct Node {
 static const rt_type *node_t;
 
 static void start_cfg(int cfg, bool scan_stacks) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
     const char *debug = "clobberfree=1,invalidptr=1";
     int pct = RT_GC_OFF;
     switch (cfg) {
@@ -70,10 +68,8 @@ static void start_cfg(int cfg, bool scan_stacks) {
     case CFG_STW:        debug = "gcstoptheworld=1,clobberfree=1,invalidptr=1"; break;
     }
     cfg_now = cfg;
-    rt_options o = { .gc_percent = pct, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF,
-                     .maxprocs = 2, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = pct, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF,
+                             .maxprocs = 2, .debug = debug });
     memset(R, 0, sizeof R);
     rt_root_add_range(R, sizeof R, RT_ROOT_PRECISE);
     size_t offs[] = { offsetof(Node, a), offsetof(Node, b) };

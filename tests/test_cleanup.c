@@ -275,12 +275,8 @@ Test(cleanup_misuse, null_fn) {
 
 static char leak_obj[32], leak_arg[32];
 static void arg_reaches_obj(void) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
-                     .debug = "checkfinalizers=1" };
-    rt_init(&o);
-    rt_thread_attach();
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                             .debug = "checkfinalizers=1" });
     memset(R, 0, sizeof R);
     rt_root_add_range(R, sizeof R, RT_ROOT_PRECISE);
     size_t offs[] = { offsetof(Node, a), offsetof(Node, b) };
@@ -301,11 +297,7 @@ Test(cleanup_checkfinalizers, arg_reaching_its_object_is_reported) {
 }
 
 static void clean_program(void) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    rt_options o = { .gc_percent = RT_GC_OFF, .debug = "checkfinalizers=1" };
-    rt_init(&o);
-    rt_thread_attach();
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .debug = "checkfinalizers=1" });
     void *a = rt_alloc(64, RT_CONSERVATIVE), *b = rt_alloc(64, RT_CONSERVATIVE);
     rt_add_cleanup(a, count, b);     /* b does not reach a: fine */
     rt_gc();
@@ -400,12 +392,8 @@ static void *cracer(void *arg) {
 
 static void crace(int n, long ops) {
     seed_init("test_cleanup race");
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    rt_options o = { .gc_percent = 1, .maxprocs = 4, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
-                     .debug = "gccheckmark=1,clobberfree=1,invalidptr=1" };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = 1, .maxprocs = 4, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                             .debug = "gccheckmark=1,clobberfree=1,invalidptr=1" });
     memset(R, 0, sizeof R);
     rt_root_add_range(R, sizeof R, RT_ROOT_PRECISE);
     rops = ops;

@@ -291,11 +291,8 @@ Test(finalizer_misuse, interior_pointer) {
 }
 
 static void fin_cycle(void) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = "checkfinalizers=1" };
-    rt_init(&o);
-    rt_thread_attach();
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                             .debug = "checkfinalizers=1" });
     memset(R, 0, sizeof R);
     rt_root_add_range(R, sizeof R, RT_ROOT_PRECISE);
     size_t offs[] = { offsetof(Node, a), offsetof(Node, b) };
@@ -386,12 +383,8 @@ static void *fracer(void *arg) {
 
 static void frace(int n, long ops) {
     seed_init("test_finalizer race");
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    rt_options o = { .gc_percent = 1, .maxprocs = 4, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
-                     .debug = "gccheckmark=1,clobberfree=1,invalidptr=1" };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = 1, .maxprocs = 4, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                             .debug = "gccheckmark=1,clobberfree=1,invalidptr=1" });
     memset(R, 0, sizeof R);
     memset(resurrected, 0, sizeof resurrected);
     rt_root_add_range(R, sizeof R, RT_ROOT_PRECISE);

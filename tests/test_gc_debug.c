@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "rtgc.h"
+#include "test_start.h"
 
 #define HIDE_MASK ((uintptr_t)0x5555555555555555ull)
 static inline uintptr_t hide(const void *p) { return (uintptr_t)p ^ HIDE_MASK; }
@@ -37,18 +38,9 @@ static bool clobbered(uintptr_t h, size_t n) {
 
 #define MiB ((uint64_t)1 << 20)
 
-static void clean_env(void) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
-}
-
 /* No stack scanning: only registered roots keep objects. */
 static void start_pct(int pct, const char *debug) {
-    clean_env();
-    rt_options o = { .gc_percent = pct, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = pct, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug });
 }
 static void start(const char *debug) { start_pct(RT_GC_OFF, debug); }
 static void stop(void) { rt_shutdown(); }
@@ -131,7 +123,7 @@ Test(debug, invalidptr_report_names_object_type_and_slot) {
     if (pid == 0) {
         close(fd[0]);
         dup2(fd[1], 2);
-        clean_env();
+        test_clean_env();
         rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = "invalidptr=1" };
         if (rt_init(&o) != RT_OK || rt_thread_attach() != RT_OK) _exit(10);
         uintptr_t hv = make_dangling();
@@ -255,7 +247,7 @@ Test(debug, gcstress_collects_every_n_allocations) {
 }
 
 Test(debug, gcstress_from_the_environment) {
-    clean_env();
+    test_clean_env();
     setenv("RTDEBUG", "gcstress=7", 1);
     rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = "gcstress=1000" };
     cr_assert_eq(rt_init(&o), RT_OK);   /* the environment beats rt_options */
@@ -276,7 +268,7 @@ static void garbage(uint64_t bytes) {
 }
 
 Test(debug, rtgc_off_in_environment_disables_automatic_collections) {
-    clean_env();
+    test_clean_env();
     setenv("RTGC", "off", 1);
     rt_options o = { .gc_percent = 100, .scan_thread_stacks = RT_SCAN_STACKS_OFF };
     cr_assert_eq(rt_init(&o), RT_OK);

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "rtgc.h"
+#include "test_start.h"
 
 /* ---- failure reporting: Criterion in the main thread, abort elsewhere ----------- */
 
@@ -344,17 +345,12 @@ static void do_op(graph *g) {
 /* ---- setup -------------------------------------------------------------------------------- */
 
 static void start(int scan_stacks, const char *debug) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
     t_is_main = true;
     seed_rng();
     reg = calloc(REG_SIZE, sizeof *reg);
     cr_assert_not_null(reg);
     reg_used = 0;
-    rt_options o = { .gc_percent = 100, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = 100, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF, .debug = debug });
     size_t offs[NE];
     for (int k = 0; k < NE; k++) offs[k] = offsetof(node, e) + (size_t)k * sizeof(void *);
     node_type = rt_type_layout("node", sizeof(node), offs, NE);

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "rtgc.h"
+#include "test_start.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -67,13 +68,8 @@ static bool probe_freed(uintptr_t h) {
 }
 
 static void start(int scan_stacks, const char *debug) {
-    /* The tests pin their configuration; the environment must not change it. */
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .scan_thread_stacks = scan_stacks ? 1 : RT_SCAN_STACKS_OFF,
+                             .debug = debug });
 }
 
 static void stop(void) { rt_shutdown(); }

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "gc.h"
+#include "test_start.h"
 
 typedef struct Node {
     struct Node *next;
@@ -33,12 +34,7 @@ static Node *list_root;
 static uint64_t checkword(uint64_t id) { return id * 0x9E3779B97F4A7C15ull ^ 0xC0FFEEu; }
 
 static void start(int64_t heap_min, const char *debug) {
-    unsetenv("RTGC");
-    unsetenv("RTHEAPMIN");
-    unsetenv("RTDEBUG");
-    rt_options o = { .heap_minimum = heap_min, .debug = debug, .scan_thread_stacks = RT_SCAN_STACKS_OFF };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .heap_minimum = heap_min, .debug = debug, .scan_thread_stacks = RT_SCAN_STACKS_OFF });
     size_t offs[] = { offsetof(Node, next) };
     node_t = rt_type_layout("node", sizeof(Node), offs, 1);
     list_root = NULL;

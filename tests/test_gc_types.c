@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "rtgc.h"
+#include "test_start.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -62,12 +63,7 @@ static bool alive(uintptr_t h, uint32_t magic) { return intact_sized(h, PROBE, m
 static bool freed(uintptr_t h) { return gone(h, PROBE); }
 
 static void start(const char *debug) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug });
 }
 static void stop(void) { rt_shutdown(); }
 

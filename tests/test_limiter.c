@@ -17,17 +17,13 @@
 #include <time.h>
 
 #include "gc.h"
+#include "test_start.h"
 
 #define MiB ((uint64_t)1 << 20)
 
 static void start(int pct, int64_t limit) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
-                     .debug = "verify=0" };   /* the debug build's verifier would count as GC time */
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                             .debug = "verify=0" });   /* the debug build's verifier would count as GC time */
 }
 
 /* An assist is counted when it ends, whole; what does not fit in the window
@@ -155,7 +151,8 @@ static uint64_t churn_together(const rt_type *t, double seconds, uint64_t *alloc
    the live heap, so cycles run back to back and every allocation owes
    assist work; two threads allocate.  Returns the GC CPU share over 3 s of
    churn once the bucket is full; checks the live list after. */
-static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint64_t *mutator_allocs) {
+static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint64_t *mutator_allocs,
+                     bool *over_half) {
     start(100, (int64_t)(48 * MiB));
     rt__limiter_enabled = limiter;
     const rt_type *t = rt_type_layout("limiter.node", sizeof(node), next_off, 1);
@@ -184,6 +181,7 @@ static double spiral(bool limiter, unsigned seed, rt_limiter_stats *during, uint
     } while (l0.fill_ns < l0.capacity_ns && l0.enabled_count == 0 && rt__nanotime() - warm0 < 15000000000ull);
     fprintf(stderr, "limiter %s: bucket %.0f%% full after %.1f s of churn\n", limiter ? "on" : "off",
             100.0 * (double)l0.fill_ns / (double)l0.capacity_ns, (double)(rt__nanotime() - warm0) / 1e9);
+    *over_half = l0.fill_ns >= l0.capacity_ns || l0.enabled_count > 0;
     rt_mem_stats m0, m1;
     rt_read_mem_stats(&m0);
     rt__limiter_stats(&l0);
@@ -229,9 +227,18 @@ Test(limiter, a_live_heap_over_the_memory_limit_does_not_spiral, .timeout = 180)
     fprintf(stderr, "limiter: seed %u (replay with RT_SEED=%u)\n", seed, seed);
     rt_limiter_stats off_stats, on_stats;
     uint64_t off_allocs, on_allocs;
-    double off = spiral(false, seed, &off_stats, &off_allocs);
-    double on = spiral(true, seed, &on_stats, &on_allocs);
+    bool off_over, on_over;
+    double off = spiral(false, seed, &off_stats, &off_allocs, &off_over);
+    double on = spiral(true, seed, &on_stats, &on_allocs, &on_over);
     cr_assert_eq(off_stats.limited_ns, 0, "disabled, it never limits");
+    /* Other work on the machine can hold the collector under half the
+       CPU for the whole warm-up (seen with a second test suite running):
+       then there is nothing to limit, and no verdict either way. */
+    if (!on_over) {
+        fprintf(stderr, "SKIPPED: the collector never took over half the CPU in 15 s (a loaded machine?): "
+                        "nothing to limit; run again on an idle machine\n");
+        cr_skip_test("the collector never took over half the CPU");
+    }
     cr_assert_gt(on_stats.limited_ns, 0, "the limiter engaged");
     /* Go's limiter holds the collector to half the CPU over its window;
        the bucket's 5% hysteresis and the irregular update points let it

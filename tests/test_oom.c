@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "test_start.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -32,12 +33,7 @@ static void on_oom(size_t request, void *ctx) {
 }
 
 static void start(const char *debug) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = RT_GC_OFF, .scan_thread_stacks = 0, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .scan_thread_stacks = 0, .debug = debug });
     rt_set_oom_handler(on_oom, NULL);
     oom_calls = oom_size = 0;
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "test_start.h"
 
 #define KiB ((uint64_t)1 << 10)
 #define MiB ((uint64_t)1 << 20)
@@ -66,12 +67,8 @@ static rt_mem_stats stats(void) {
 }
 
 static void start(int pct, int64_t limit, const char *debug, bool scavenger) {
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    unsetenv("RTMEMLIMIT");
-    rt_options o = { .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = RT_SCAN_STACKS_OFF, .debug = debug };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = pct, .memory_limit = limit, .scan_thread_stacks = RT_SCAN_STACKS_OFF,
+                             .debug = debug });
     if (scavenger) rt__scavenger_start();
 }
 

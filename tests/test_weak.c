@@ -431,11 +431,7 @@ static void *racer(void *arg) {
 
 static void race(int nthreads, long ops) {
     seed_init("test_weak race");
-    unsetenv("RTGC");
-    unsetenv("RTDEBUG");
-    rt_options o = { .gc_percent = 1, .maxprocs = 4, .debug = "gccheckmark=1,clobberfree=1,invalidptr=1" };
-    cr_assert_eq(rt_init(&o), RT_OK);
-    cr_assert_eq(rt_thread_attach(), RT_OK);
+    test_start((rt_options){ .gc_percent = 1, .maxprocs = 4, .debug = "gccheckmark=1,clobberfree=1,invalidptr=1" });
     memset(R, 0, sizeof R);
     rt_root_add_range(R, sizeof R, RT_ROOT_PRECISE);
     size_t oo[] = { offsetof(Obj, link) };

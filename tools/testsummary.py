@@ -6,7 +6,8 @@ Crashing: N"; runner scripts report "N passed, N failed".  A test whose
 output has neither counts as one case, passed or failed by meson's result.
 Prints "P passed, F failed" on stdout; on stderr, for every failing test,
 the lines of its output that say why (CI shows only this script's output,
-not meson's logs)."""
+not meson's logs), and every "SKIPPED: reason" line a test printed for a
+case it skipped (Criterion leaves skipped cases out of its counts)."""
 import json, re, sys
 
 synth = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
@@ -47,6 +48,9 @@ for line in lines:
         tf = 1  # failed at the meson level (timeout, crash after reporting)
     if not ok or tf:
         explain(t, out)
+    for l in out.splitlines():   # a case that could not judge says why (and is not counted)
+        if l.startswith("SKIPPED: "):
+            print(f"-- {t.get('name')}: {l}", file=sys.stderr)
     passed += tp
     failed += tf
 print(f"{passed} passed, {failed} failed")
