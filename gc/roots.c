@@ -19,10 +19,8 @@
  * is still reached (the snapshot-at-the-beginning invariant of gc/mark.c).
  * Go gets the same effect for globals by scanning them concurrently behind
  * its write barrier. */
-#define UNW_LOCAL_ONLY
 #include "gc.h"
 
-#include <libunwind.h>
 #include <stdlib.h>
 
 enum { ROOT_SLOT, ROOT_RANGE, ROOT_SCANNER };
@@ -155,9 +153,8 @@ static uint64_t visit_stacks(rt_visitor *v, range_fn *range) {
         v->obj = 0;
         v->root_name = "thread stack";
         range(v, lo, hi, false);
-        uintptr_t ctx = (uintptr_t)t->saved_ctx;
         v->root_name = "thread registers";
-        range(v, ctx, ctx + sizeof(unw_context_t), false);
+        range(v, (uintptr_t)t->saved_regs, (uintptr_t)(t->saved_regs + RT__SAVED_REGS), false);
         bytes += hi - lo;
     }
     return bytes;

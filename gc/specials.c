@@ -146,10 +146,14 @@ static struct {
     fixpool   table[NTABLE_POOLS];
     pthread_mutex_t big_lock;
     big_table *big;
-    char     *cln_chunks[CLN_MAX_CHUNKS];   /* index -> chunk, for rt_cleanup_stop */
     uint32_t  cln_nchunks;
     uint32_t  cln_per_chunk;
 } P;
+
+/* Index -> chunk, for rt_cleanup_stop; only [0, cln_nchunks) is ever read.
+   Outside P, because clearing P at rt_init would make all 256 KiB of it
+   resident in every program. */
+static char *cln_chunks[CLN_MAX_CHUNKS];
 
 static void pool_init(fixpool *p, size_t size) {
     pthread_mutex_init(&p->lock, NULL);
@@ -179,7 +183,7 @@ static void cln_chunk_locked(fixpool *p) {
         *(void **)r = p->free;
         p->free = r;
     }
-    st_release(&P.cln_chunks[ci], c);
+    st_release(&cln_chunks[ci], c);
     st_release(&P.cln_nchunks, ci + 1);
 }
 
@@ -591,7 +595,7 @@ static sp_cln *cln_record(uint64_t id) {
     if (lo == 0 || P.cln_per_chunk == 0) return NULL;
     uint32_t index = lo - 1, ci = index / P.cln_per_chunk;
     if (ci >= ld_acquire(&P.cln_nchunks)) return NULL;
-    char *c = ld_acquire(&P.cln_chunks[ci]);
+    char *c = ld_acquire(&cln_chunks[ci]);
     return (sp_cln *)(c + CHUNK_HDR + (size_t)(index % P.cln_per_chunk) * P.cln.size);
 }
 
@@ -1117,7 +1121,7 @@ void rt__specials_free_all(void) {
         P.big = b->next;
         rt__os_free(b, b->bytes);
     }
-    memset(P.cln_chunks, 0, sizeof P.cln_chunks);
+    memset(cln_chunks, 0, P.cln_nchunks * sizeof cln_chunks[0]);
     P.cln_nchunks = 0;
     Q.head = Q.tail = NULL;
     free(SL.v);

@@ -311,13 +311,18 @@ typedef struct rt_p {
 
 /* A registered mutator thread (runtime/proc.c). */
 enum { RT_T_RUNNING = 1, RT_T_BLOCKING = 2, RT_T_STOPPED = 3 };
+#if defined(__aarch64__)
+#define RT__SAVED_REGS 20        /* x19-x30, d8-d15 */
+#else
+#define RT__SAVED_REGS 6         /* x86-64: rbx, rbp, r12-r15 */
+#endif
 typedef struct rt_thread {
     int        state;            /* RT_T_*, atomic */
     rt_p      *p;
     pthread_t  tid;
     uintptr_t  stack_lo, stack_hi;
     uintptr_t  saved_sp;         /* stack pointer when it last stopped or blocked */
-    void      *saved_ctx;        /* registers captured then (unw_context_t) */
+    uintptr_t  saved_regs[RT__SAVED_REGS];   /* its callee-saved registers then (runtime/context.c) */
     uint64_t   stress_count;
     int        stw_prev_state;   /* state to restore when this thread restarts the world */
     int64_t    assist_credit;    /* bytes it may allocate during a mark before assisting */
@@ -401,12 +406,26 @@ void rt__start_the_world(void);
 void rt__park_if_stopping(void);
 void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns);   /* a futex sleep that need not delay a stop */
 void rt__thread_stopped_locked(void);   /* world_lock held: a thread left RUNNING */
+/* Save the calling thread's callee-saved registers and stack pointer
+   (runtime/context.c).  Called directly by a function that stays in its
+   frame until the thread runs again: no C helper may stand in between. */
+void rt__save_context(uintptr_t *regs, uintptr_t *sp);
+#define rt__capture_context(t) rt__save_context((t)->saved_regs, &(t)->saved_sp)
+void rt__enter_blocking(const uintptr_t *regs, uintptr_t sp);   /* rt_enter_blocking's C part */
 /* world_lock held: the calling thread goes to sleep holding its P, counted
    as stopped (a stop need not wait for it) and as off its CPU (idle marking
-   may use it); sleep_end undoes both. */
-void rt__thread_sleep_begin_locked(rt_thread *t);
-void rt__thread_sleep_end_locked(rt_thread *t);
-void rt__capture_context(rt_thread *t);
+   may use it); sleep_end undoes both.  Inlined, so the registers are saved
+   from the frame that sleeps. */
+static inline __attribute__((always_inline)) void rt__thread_sleep_begin_locked(rt_thread *t) {
+    rt__capture_context(t);
+    t->state = RT_T_STOPPED;
+    add_relaxed(&rt__g.p_parked, 1);
+    rt__thread_stopped_locked();
+}
+static inline void rt__thread_sleep_end_locked(rt_thread *t) {
+    t->state = RT_T_RUNNING;
+    add_relaxed(&rt__g.p_parked, -1);
+}
 
 /* ---- Entry points the allocator calls in gc/ ----------------------------- */
 void rt__gc_maybe_start(void);                 /* heap trigger or gcstress */

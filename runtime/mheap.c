@@ -51,8 +51,7 @@ void rt__arenas_unmap_all(void);
 typedef struct { uintptr_t base, end, zeroed; } region;
 
 static struct {
-    region    regions[MAX_REGIONS];      /* sorted by base */
-    size_t    nregions;
+    size_t    nregions;                  /* in `regions` */
     bool      untracked;                 /* a region did not fit: no watermark for it */
     uintptr_t pending_base;              /* mapped and committed, not yet all added */
     size_t    pending_bytes;
@@ -62,6 +61,10 @@ static struct {
     bool      dirty_releases;            /* some page was released with MADV_FREE */
     size_t    class_spans[RT__NUM_SPAN_CLASSES];  /* spans that exist or are being made */
 } H;
+
+/* Sorted by base; only [0, H.nregions) is ever read.  Outside H, because
+   clearing H at rt_init would make all 96 KiB of it resident. */
+static region regions[MAX_REGIONS];
 
 int rt__heap_init(void) {
     memset(&rt__heap, 0, sizeof rt__heap);
@@ -103,8 +106,8 @@ void rt__heap_destroy(void) {
 static void region_add(uintptr_t base, size_t bytes) {
     if (H.nregions == MAX_REGIONS) { H.untracked = true; return; }
     size_t i = H.nregions;
-    while (i > 0 && H.regions[i - 1].base > base) { H.regions[i] = H.regions[i - 1]; i--; }
-    H.regions[i] = (region){ base, base + bytes, base };
+    while (i > 0 && regions[i - 1].base > base) { regions[i] = regions[i - 1]; i--; }
+    regions[i] = (region){ base, base + bytes, base };
     H.nregions++;
 }
 
@@ -114,11 +117,11 @@ static bool region_note_alloc(uintptr_t base, size_t bytes) {
     size_t lo = 0, hi = H.nregions;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (H.regions[mid].end <= base) lo = mid + 1;
+        if (regions[mid].end <= base) lo = mid + 1;
         else hi = mid;
     }
-    if (lo == H.nregions || H.regions[lo].base > base) return false;   /* untracked region */
-    region *r = &H.regions[lo];
+    if (lo == H.nregions || regions[lo].base > base) return false;   /* untracked region */
+    region *r = &regions[lo];
     bool fresh = base >= r->zeroed;
     if (base + bytes > r->zeroed) r->zeroed = base + bytes;
     return fresh;

@@ -14,15 +14,13 @@
  *    path, rt_safepoint, rt_enter_blocking) and parks there as STOPPED.
  *    BLOCKING threads count as stopped; leaving the blocking region waits
  *    for the world to restart.
- *  - Before a thread stops or blocks it records its registers
- *    (unw_getcontext) and stack pointer, so its stack can be scanned
+ *  - Before a thread stops or blocks it records its callee-saved registers
+ *    and stack pointer (runtime/context.c), so its stack can be scanned
  *    conservatively from there to the stack's top while it is not running.
  *    Hence rt_enter_blocking and rt_exit_blocking must be called in the
  *    same function, and no heap object may be touched between them. */
-#define UNW_LOCAL_ONLY
 #include "internal.h"
 
-#include <libunwind.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,13 +103,6 @@ static void stack_bounds(rt_thread *t) {
     t->stack_hi = (uintptr_t)addr + size;
 }
 
-/* Record registers and stack pointer; the caller's frames stay intact until
-   the thread runs again. */
-void __attribute__((noinline)) rt__capture_context(rt_thread *t) {
-    unw_getcontext((unw_context_t *)t->saved_ctx);
-    t->saved_sp = (uintptr_t)__builtin_frame_address(0);
-}
-
 #define STOP_SPIN_NS 50000
 
 static bool any_running_locked(void) {
@@ -137,9 +128,7 @@ int rt_thread_attach(void) {
     if (rt__tls_thread)
         rt__misuse("rt_thread_attach", "this thread is already attached; attach once and call rt_thread_detach() before attaching again");
     rt_thread *t = calloc(1, sizeof *t);
-    void *ctx = calloc(1, sizeof(unw_context_t));
-    if (!t || !ctx) rt__fatal("out of memory attaching a thread");
-    t->saved_ctx = ctx;
+    if (!t) rt__fatal("out of memory attaching a thread");
     t->tid = pthread_self();
     stack_bounds(t);
     pthread_mutex_lock(&rt__g.world_lock);
@@ -178,7 +167,6 @@ void rt_thread_detach(void) {
     pthread_mutex_unlock(&rt__g.world_lock);
     rt__tls_thread = NULL;
     rt__tls_mcache = NULL;
-    free(t->saved_ctx);
     free(t);
 }
 
@@ -200,20 +188,10 @@ void rt__park_if_stopping(void) {
    of the world need not wake the sleeper: a parked assist (waking a
    sleeping thread took 10-40 us of the mark-termination pause, which
    comes when assists are most likely parked).  Its registers are captured
-   in this frame, which stays live while it sleeps, as a safepoint park's
-   are.  It goes on only once a stopped world runs again; the world's
-   restart wakes such sleepers (rt__start_the_world). */
-void rt__thread_sleep_begin_locked(rt_thread *t) {
-    rt__capture_context(t);
-    t->state = RT_T_STOPPED;
-    add_relaxed(&rt__g.p_parked, 1);
-    rt__thread_stopped_locked();
-}
-
-void rt__thread_sleep_end_locked(rt_thread *t) {
-    t->state = RT_T_RUNNING;
-    add_relaxed(&rt__g.p_parked, -1);
-}
+   in this frame (rt__thread_sleep_begin_locked is inlined), which stays
+   live while it sleeps, as a safepoint park's are.  It goes on only once a
+   stopped world runs again; the world's restart wakes such sleepers
+   (rt__start_the_world). */
 
 void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns) {
     rt_thread *t = rt__tls_thread;
@@ -236,12 +214,16 @@ void (rt_safepoint)(void) {
     if (rt__flags_load() & RT__FLAG_STOP) rt__safepoint_slow();
 }
 
-void rt_enter_blocking(void) {
+/* rt_enter_blocking (runtime/context.c) saved the embedder's registers on
+   entry, before any could change, and passes the stack pointer it will
+   return to. */
+void rt__enter_blocking(const uintptr_t *regs, uintptr_t sp) {
     rt_thread *t = rt__tls_thread;
     if (!t) rt__misuse("rt_enter_blocking", "this thread is not attached; call rt_thread_attach() first");
     if (t->state == RT_T_BLOCKING)
         rt__misuse("rt_enter_blocking", "already in a blocking region; pair each call with rt_exit_blocking()");
-    rt__capture_context(t);
+    memcpy(t->saved_regs, regs, sizeof t->saved_regs);
+    t->saved_sp = sp;
     pthread_mutex_lock(&rt__g.world_lock);
     p_release_locked(t->p);
     t->p = NULL;

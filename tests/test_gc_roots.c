@@ -418,3 +418,167 @@ Test(roots, own_stack_keeps_object) {
     cr_assert_eq((uintptr_t)obj, (uintptr_t)reveal(h));
     obj = NULL;
 }
+
+/* ---- thread registers -------------------------------------------------------
+ * A pointer held only in one callee-saved register of a thread that blocks
+ * or parks at a safepoint.  The assembly below loads it there (from the
+ * obfuscated copy), so no C code of the test ever has it; what the thread
+ * calls meanwhile may push the register into frames below the range that
+ * is scanned, so the register set saved when the thread stopped is all
+ * that keeps the object.  The tests fail if the saved set is left out
+ * (checked by zeroing it in rt__enter_blocking). */
+
+#if defined(__x86_64__)
+
+static struct {
+    sem_t      ready, go;
+    atomic_int running, stop;
+} R;
+
+/* Stale copies of the pointer in dead frames (probe_new's, or
+   rt_enter_blocking's once it has returned) could lie in the range
+   scanned and keep the object. */
+void scrub_stack(void);
+__attribute__((noinline, used)) void scrub_stack(void) {
+    volatile char junk[16384];
+    memset((char *)junk, 0, sizeof junk);
+    __asm__ volatile("" : : "r"(junk) : "memory");
+}
+
+static void wait_for_collections(void) {
+    sem_post(&R.ready);
+    while (sem_wait(&R.go) != 0) {}
+}
+
+static void spin_at_safepoints(void) {
+    atomic_store(&R.running, 1);
+    while (!atomic_load(&R.stop)) rt_safepoint();
+}
+
+/* Hold reveal(h) in register `reg` only, around: rt_enter_blocking, fn(),
+   rt_exit_blocking (blocking), or fn() alone (parked).  `save` keeps the
+   stack pointer, realigned below the red zone for the calls.  Returns the
+   register's value at the end, obfuscated again. */
+#define HOLD_IN(reg, save, calls)                                                                   \
+    __asm__ volatile("movq %%rsp, %%" save "\n\t"                                                   \
+                     "subq $128, %%rsp\n\t"                                                         \
+                     "andq $-16, %%rsp\n\t"                                                         \
+                     "movabsq $0x5555555555555555, %%rax\n\t"                                       \
+                     "movq %[h], %%" reg "\n\t"                                                     \
+                     "xorq %%rax, %%" reg "\n\t"                                                    \
+                     calls                                                                          \
+                     "movabsq $0x5555555555555555, %%rax\n\t"                                       \
+                     "xorq %%rax, %%" reg "\n\t"                                                    \
+                     "movq %%" save ", %%rsp\n\t"                                                   \
+                     "movq %%" reg ", %[out]\n\t"                                                   \
+                     : [out] "=m"(out)                                                              \
+                     : [h] "r"(h), [fn] "r"(fn)                                                     \
+                     : reg, save, "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",       \
+                       "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",       \
+                       "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc")
+#define BLOCKING "call rt_enter_blocking\n\tcall scrub_stack\n\tcall *%[fn]\n\tcall rt_exit_blocking\n\t"
+#define PARKED   "call *%[fn]\n\t"
+
+static const char *const reg_names[] = { "rbx", "r12", "r13", "r14", "r15" };
+
+static __attribute__((noinline)) uintptr_t hold_in_register(int which, bool blocking, uintptr_t h) {
+    uintptr_t out = 0;
+    void (*fn)(void) = blocking ? wait_for_collections : spin_at_safepoints;
+    switch (which * 2 + blocking) {
+    case 0: HOLD_IN("rbx", "r12", PARKED); break;
+    case 1: HOLD_IN("rbx", "r12", BLOCKING); break;
+    case 2: HOLD_IN("r12", "r13", PARKED); break;
+    case 3: HOLD_IN("r12", "r13", BLOCKING); break;
+    case 4: HOLD_IN("r13", "r14", PARKED); break;
+    case 5: HOLD_IN("r13", "r14", BLOCKING); break;
+    case 6: HOLD_IN("r14", "r15", PARKED); break;
+    case 7: HOLD_IN("r14", "r15", BLOCKING); break;
+    case 8: HOLD_IN("r15", "rbx", PARKED); break;
+    case 9: HOLD_IN("r15", "rbx", BLOCKING); break;
+    }
+    return out;
+}
+
+typedef struct { int which; bool blocking; uintptr_t hidden, back; } reg_job;
+
+static __attribute__((noinline)) uintptr_t new_hidden_probe(uint32_t magic) { return hide(probe_new(magic)); }
+
+static void *register_worker(void *arg) {
+    reg_job *j = arg;
+    if (rt_thread_attach() != RT_OK) return NULL;
+    j->hidden = new_hidden_probe(810 + (uint32_t)j->which);
+    scrub_stack();
+    j->back = hold_in_register(j->which, j->blocking, j->hidden);
+    rt_thread_detach();
+    return NULL;
+}
+
+static void run_register_worker(int which, bool blocking) {
+    start(1, "clobberfree=1");
+    memset(&R, 0, sizeof R);
+    sem_init(&R.ready, 0, 0);
+    sem_init(&R.go, 0, 0);
+    reg_job j = { .which = which, .blocking = blocking };
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, register_worker, &j), 0);
+    if (blocking) {
+        while (sem_wait(&R.ready) != 0) {}
+    } else {
+        while (!atomic_load(&R.running)) sched_yield();
+    }
+    rt_gc();
+    rt_gc();
+    bool alive = probe_intact(j.hidden, 810 + (uint32_t)which);
+    if (blocking) sem_post(&R.go);
+    else atomic_store(&R.stop, 1);
+    pthread_join(t, NULL);
+    cr_assert_eq(j.back, j.hidden, "the register did not hold the pointer throughout");
+    cr_assert(alive, "an object held only in %s of a thread %s was reclaimed", reg_names[which],
+              blocking ? "in a blocking region" : "stopped at a safepoint");
+    sem_destroy(&R.ready);
+    sem_destroy(&R.go);
+}
+
+Test(roots, blocked_thread_registers_keep_objects) {
+    for (int which = 0; which < 5; which++) {
+        run_register_worker(which, true);
+        rt_shutdown();
+    }
+}
+
+Test(roots, safepoint_stopped_thread_registers_keep_objects) {
+    for (int which = 0; which < 5; which++) {
+        run_register_worker(which, false);
+        rt_shutdown();
+    }
+}
+
+/* rt__save_context records each callee-saved register as it is at the call,
+   and the caller's stack pointer. */
+void rt__save_context(uintptr_t *regs, uintptr_t *sp);
+
+Test(roots, save_context_records_the_callee_saved_registers) {
+    uintptr_t regs[6] = { 0 }, sp = 0, sp_at_call = 0;
+    __asm__ volatile("pushq %%rbp\n\t"
+                     "movq %%rsp, %%r15\n\t"
+                     "subq $128, %%rsp\n\t"
+                     "andq $-16, %%rsp\n\t"
+                     "movq %%rsp, (%[at])\n\t"
+                     "movq $0x1111, %%rbx\n\t"
+                     "movq $0x2222, %%rbp\n\t"
+                     "movq $0x3333, %%r12\n\t"
+                     "movq $0x4444, %%r13\n\t"
+                     "movq $0x5555, %%r14\n\t"
+                     "call rt__save_context\n\t"
+                     "movq %%r15, %%rsp\n\t"
+                     "popq %%rbp\n\t"
+                     :
+                     : "D"(regs), "S"(&sp), [at] "d"(&sp_at_call)   /* it writes rax only */
+                     : "rbx", "r12", "r13", "r14", "r15", "rax", "memory", "cc");
+    uintptr_t want[5] = { 0x1111, 0x2222, 0x3333, 0x4444, 0x5555 };
+    for (int i = 0; i < 5; i++) cr_assert_eq(regs[i], want[i], "register %d: %#lx, want %#lx", i, regs[i], want[i]);
+    cr_assert_neq(regs[5], 0, "r15 (the saved stack pointer here) was not recorded");
+    cr_assert_eq(sp, sp_at_call, "the stack pointer saved is not the caller's");
+}
+
+#endif /* __x86_64__ */

@@ -4,7 +4,7 @@
 # apt-get line to run and exits 1.
 set -euo pipefail
 want="${1:-build}"
-pkgs=(gcc clang meson ninja-build pkg-config libcriterion-dev libunwind-dev)
+pkgs=(gcc clang meson ninja-build pkg-config libcriterion-dev)
 if [ "$want" = bench ]; then
   pkgs+=(python3 libgc-dev golang-1.19-go libmimalloc-dev libjemalloc-dev gnuplot-nox)
 fi

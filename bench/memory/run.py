@@ -80,7 +80,7 @@ def build():
     src = str(HERE / "memory.c")
     bins = {"rtgc": BUILD / "memory.rtgc", "boehm": BUILD / "memory.boehm"}
     for be, extra in (("rtgc", ["-DMEM_RTGC", "-I", str(ROOT / "include"), src, str(RELEASE / "librtgc.a"),
-                                "-lunwind", "-lpthread"]),
+                                "-lpthread"]),
                       ("boehm", ["-DMEM_BOEHM", src, LIBGC, "-lpthread"])):
         out = sh(["cc"] + CFLAGS + extra + ["-o", str(bins[be])])
         if out.strip():

@@ -36,7 +36,7 @@ def build():
     sh(["ninja", "-C", str(rel)], stdout=subprocess.DEVNULL)
     src = str(HERE / "pause.c")
     sh(["cc"] + CFLAGS + ["-DPAUSE_RTGC", "-I", str(ROOT / "include"), src, str(rel / "librtgc.a"),
-        "-lunwind", "-lpthread", "-o", str(BUILD / "pause.rtgc")])
+        "-lpthread", "-o", str(BUILD / "pause.rtgc")])
     sh(["cc"] + CFLAGS + ["-DPAUSE_BOEHM", src, "/usr/lib/x86_64-linux-gnu/libgc.a", "-lpthread",
         "-o", str(BUILD / "pause.boehm")])
     go = os.environ.get("BENCH_GO", "/usr/lib/go-1.19/bin/go")

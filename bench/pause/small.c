@@ -5,7 +5,7 @@
  * the pauses of the last 256 cycles (p50, p99, max) and how many cycles
  * were small.  rtgc only.
  *
- *   cc -O2 -I include bench/pause/small.c build-release/librtgc.a -lunwind -lpthread -o small
+ *   cc -O2 -I include bench/pause/small.c build-release/librtgc.a -lpthread -o small
  *   ./small 2000          # 62 KiB live: small cycles at the default smallgc
  *   RTDEBUG=smallgc=131072 ./small 4000
  */

@@ -72,7 +72,7 @@ def build():
     src = str(HERE / "specials.c")
     bins = {"rtgc": BUILD / "specials.rtgc", "boehm": BUILD / "specials.boehm"}
     warnings = sh([CC] + CFLAGS + ["-DSPECIALS_RTGC", "-I", str(ROOT / "include"), src, str(RELEASE / "librtgc.a"),
-                   "-lunwind", "-lpthread", "-o", str(bins["rtgc"])])
+                   "-lpthread", "-o", str(bins["rtgc"])])
     warnings += sh([CC] + CFLAGS + ["-DSPECIALS_BOEHM", src, str(LIBGC), "-lpthread", "-o", str(bins["boehm"])])
     if warnings.strip():
         log("specials: compiler output:\n" + warnings.strip())
