@@ -31,11 +31,17 @@
 #if defined(__x86_64__)
 
 _Static_assert(RT__SAVED_REGS == 6, "rbx, rbp, r12-r15");
+#if defined(__CET__) && (__CET__ & 1)
+#define ENTRY_LANDING "    endbr64\n"   /* -fcf-protection marks this object as IBT-ready */
+#else
+#define ENTRY_LANDING ""
+#endif
 __asm__(
     ".text\n"
     ".globl rt__save_context\n"
     ".type rt__save_context, @function\n"
     "rt__save_context:\n"            /* rdi: uintptr_t regs[6], rsi: uintptr_t *sp */
+    ENTRY_LANDING
     "    movq %rbx, 0(%rdi)\n"
     "    movq %rbp, 8(%rdi)\n"
     "    movq %r12, 16(%rdi)\n"
@@ -50,6 +56,7 @@ __asm__(
     ".globl rt_enter_blocking\n"
     ".type rt_enter_blocking, @function\n"
     "rt_enter_blocking:\n"
+    ENTRY_LANDING
     "    subq $56, %rsp\n"           /* 6 registers + 8 to align the call */
     "    movq %rbx, 0(%rsp)\n"
     "    movq %rbp, 8(%rsp)\n"
