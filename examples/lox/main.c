@@ -5,9 +5,11 @@
  * order of start-up: rtgc first (gc_start), then the VM (vm_init).
  *
  * Options, before the path:
- *   --precise   do not scan the C stack conservatively: only the VM's root
- *               scanners keep objects alive (also LOX_PRECISE=1).
- *   --stats     print rtgc's statistics on stderr at exit (also LOX_GCSTATS=1). */
+ *   --conservative  also scan the C stack and registers conservatively, as a
+ *                   safety net (also LOX_CONSERVATIVE=1).  The default,
+ *                   --precise, keeps objects alive through the VM's root
+ *                   scanners only (docs/embedding.md, section 1).
+ *   --stats         print rtgc's statistics on stderr at exit (also LOX_GCSTATS=1). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,16 +100,17 @@ static bool env_flag(const char *name) {
 }
 
 int main(int argc, const char *argv[]) {
-    bool precise = env_flag("LOX_PRECISE");
+    bool precise = !env_flag("LOX_CONSERVATIVE");
     show_stats = env_flag("LOX_GCSTATS");
     int arg = 1;
     for (; arg < argc && strncmp(argv[arg], "--", 2) == 0; arg++) {
         if (strcmp(argv[arg], "--precise") == 0) precise = true;
+        else if (strcmp(argv[arg], "--conservative") == 0) precise = false;
         else if (strcmp(argv[arg], "--stats") == 0) show_stats = true;
         else break;
     }
     if (argc - arg > 1 || (arg < argc && strncmp(argv[arg], "--", 2) == 0)) {
-        fprintf(stderr, "Usage: lox [--precise] [--stats] [path]\n");
+        fprintf(stderr, "Usage: lox [--precise | --conservative] [--stats] [path]\n");
         exit(64);
     }
 

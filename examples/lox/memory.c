@@ -70,8 +70,10 @@ bool gc_start(bool precise) {
        rest still come from the environment. */
     rt_options opts = { 0 };
     opts.heap_minimum = LOX_HEAP_MINIMUM;
-    /* --precise: no stack scan, so only the VM's root scanners keep
-       objects alive (the test that every root is registered). */
+    /* Precise (the default): no stack scan, so only the VM's root
+       scanners keep objects alive.  The conservative scan is a safety net
+       with a cost: a stale pointer left in a register or a dead stack slot
+       keeps whatever it reaches (a whole queue, in bench/lox/queue.lox). */
     if (precise) opts.scan_thread_stacks = RT_SCAN_STACKS_OFF;
     int rc = rt_init(&opts);
     if (rc != RT_OK) {

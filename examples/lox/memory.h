@@ -9,7 +9,7 @@
  *     every time), so every object a C function still needs after an
  *     allocation must be reachable from a root first: the VM stack, a call
  *     frame, a constant pool, the compiler's functions.  A C local alone is
- *     not a root (run with --precise to make that literally true).
+ *     not a root (and with the default --precise, nothing else is either).
  *  3. Every store of a pointer, or of a Value that may hold one, into a heap
  *     object goes through rt_store / value_store / rt_memmove_ptrs.  The only
  *     exception: initialising stores into an object straight after it was

@@ -22,7 +22,7 @@
 #
 # Stderr lines appear in the order written.  The environment passes through,
 # so `RTDEBUG=gcstress=1 tests/lox/run.sh build/examples/lox/lox` runs every
-# program with a collection at each allocation; LOX_PRECISE=1 turns off the
+# program with a collection at each allocation; LOX_CONSERVATIVE=1 turns on the
 # conservative scan of the C stack.  JOBS=N runs N programs at once (default:
 # the number of CPUs); LOX_TEST_TIMEOUT=S limits each run (default 300 s).
 # A few command-line checks (usage, unreadable file, REPL) run as well.
@@ -154,10 +154,11 @@ done
 
 if [ $# -eq 1 ] && [ "$1" = "$HERE" ]; then
     results=()
-    results+=("$(cli_check usage 64 "" "Usage: lox [--precise] [--stats] [path]" "$LOX" a.lox b.lox)")
+    results+=("$(cli_check usage 64 "" "Usage: lox [--precise | --conservative] [--stats] [path]" "$LOX" a.lox b.lox)")
     printf 'print 1 + 2;\n' > "$WORK/three.lox"
     results+=("$(cli_check precise-flag 0 "3" "" "$LOX" --precise "$WORK/three.lox")")
-    results+=("$(cli_check unknown-flag 64 "" "Usage: lox [--precise] [--stats] [path]" "$LOX" --bogus "$WORK/three.lox")")
+    results+=("$(cli_check conservative-flag 0 "3" "" "$LOX" --conservative "$WORK/three.lox")")
+    results+=("$(cli_check unknown-flag 64 "" "Usage: lox [--precise | --conservative] [--stats] [path]" "$LOX" --bogus "$WORK/three.lox")")
     results+=("$(cli_check missing-file 74 "" "Could not open file \"$WORK/nope.lox\"." "$LOX" "$WORK/nope.lox")")
     results+=("$(STDIN_TEXT=$'print 1 + 2;\nvar a = "x";\nprint a + a;\n' \
         cli_check repl 0 $'> 3\n> > xx\n> ' "" "$LOX")")
