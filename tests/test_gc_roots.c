@@ -559,10 +559,11 @@ void rt__save_context(uintptr_t *regs, uintptr_t *sp);
 
 Test(roots, save_context_records_the_callee_saved_registers) {
     uintptr_t regs[6] = { 0 }, sp = 0, sp_at_call = 0;
-    __asm__ volatile("pushq %%rbp\n\t"
-                     "movq %%rsp, %%r15\n\t"
-                     "subq $128, %%rsp\n\t"
+    __asm__ volatile("movq %%rsp, %%r15\n\t"
+                     "subq $128, %%rsp\n\t"      /* below the red zone */
                      "andq $-16, %%rsp\n\t"
+                     "pushq %%rbp\n\t"
+                     "subq $8, %%rsp\n\t"        /* aligned again for the call */
                      "movq %%rsp, (%[at])\n\t"
                      "movq $0x1111, %%rbx\n\t"
                      "movq $0x2222, %%rbp\n\t"
@@ -570,8 +571,9 @@ Test(roots, save_context_records_the_callee_saved_registers) {
                      "movq $0x4444, %%r13\n\t"
                      "movq $0x5555, %%r14\n\t"
                      "call rt__save_context\n\t"
-                     "movq %%r15, %%rsp\n\t"
+                     "addq $8, %%rsp\n\t"
                      "popq %%rbp\n\t"
+                     "movq %%r15, %%rsp\n\t"
                      :
                      : "D"(regs), "S"(&sp), [at] "d"(&sp_at_call)   /* it writes rax only */
                      : "rbx", "r12", "r13", "r14", "r15", "rax", "memory", "cc");
