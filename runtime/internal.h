@@ -322,7 +322,7 @@ typedef struct rt_thread {
     pthread_t  tid;
     uintptr_t  stack_lo, stack_hi;
     uintptr_t  saved_sp;         /* stack pointer when it last stopped or blocked */
-    uintptr_t  saved_regs[RT__SAVED_REGS];   /* its callee-saved registers then (runtime/context.c) */
+    uintptr_t  saved_regs[RT__SAVED_REGS];   /* its callee-saved registers then (runtime/context.S) */
     uint64_t   stress_count;
     int        stw_prev_state;   /* state to restore when this thread restarts the world */
     int64_t    assist_credit;    /* bytes it may allocate during a mark before assisting */
@@ -407,7 +407,7 @@ void rt__park_if_stopping(void);
 void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns);   /* a futex sleep that need not delay a stop */
 void rt__thread_stopped_locked(void);   /* world_lock held: a thread left RUNNING */
 /* Save the calling thread's callee-saved registers and stack pointer
-   (runtime/context.c).  Called directly by a function that stays in its
+   (runtime/context.S).  Called directly by a function that stays in its
    frame until the thread runs again: no C helper may stand in between. */
 void rt__save_context(uintptr_t *regs, uintptr_t *sp);
 #define rt__capture_context(t) rt__save_context((t)->saved_regs, &(t)->saved_sp)

@@ -15,7 +15,7 @@
  *    BLOCKING threads count as stopped; leaving the blocking region waits
  *    for the world to restart.
  *  - Before a thread stops or blocks it records its callee-saved registers
- *    and stack pointer (runtime/context.c), so its stack can be scanned
+ *    and stack pointer (runtime/context.S), so its stack can be scanned
  *    conservatively from there to the stack's top while it is not running.
  *    Hence rt_enter_blocking and rt_exit_blocking must be called in the
  *    same function, and no heap object may be touched between them. */
@@ -214,10 +214,16 @@ void (rt_safepoint)(void) {
     if (rt__flags_load() & RT__FLAG_STOP) rt__safepoint_slow();
 }
 
-/* rt_enter_blocking (runtime/context.c) saved the embedder's registers on
+/* rt_enter_blocking (runtime/context.S) saved the embedder's registers on
    entry, before any could change, and passes the stack pointer it will
-   return to. */
-void rt__enter_blocking(const uintptr_t *regs, uintptr_t sp) {
+   return to.  `used`: its only caller is assembly, which LTO cannot see. */
+#if defined(__x86_64__)
+_Static_assert(RT__SAVED_REGS == 6, "runtime/context.S saves rbx, rbp, r12-r15");
+#elif defined(__aarch64__)
+_Static_assert(RT__SAVED_REGS == 20, "runtime/context.S saves x19-x30, d8-d15");
+#endif
+
+__attribute__((used)) void rt__enter_blocking(const uintptr_t *regs, uintptr_t sp) {
     rt_thread *t = rt__tls_thread;
     if (!t) rt__misuse("rt_enter_blocking", "this thread is not attached; call rt_thread_attach() first");
     if (t->state == RT_T_BLOCKING)
