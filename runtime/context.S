@@ -38,17 +38,22 @@
 #define ENTRY_LANDING
 #endif
 
+/* The one layout of the saved registers, RT__SAVED_REGS words at \base. */
+        .macro  save_callee_saved base
+        movq    %rbx, 0(\base)
+        movq    %rbp, 8(\base)
+        movq    %r12, 16(\base)
+        movq    %r13, 24(\base)
+        movq    %r14, 32(\base)
+        movq    %r15, 40(\base)
+        .endm
+
         .text
         .globl  rt__save_context
         .type   rt__save_context, @function
 rt__save_context:                       /* rdi: uintptr_t regs[6], rsi: uintptr_t *sp */
         ENTRY_LANDING
-        movq    %rbx, 0(%rdi)
-        movq    %rbp, 8(%rdi)
-        movq    %r12, 16(%rdi)
-        movq    %r13, 24(%rdi)
-        movq    %r14, 32(%rdi)
-        movq    %r15, 40(%rdi)
+        save_callee_saved %rdi
         leaq    8(%rsp), %rax           /* the caller's stack pointer: above our return address */
         movq    %rax, (%rsi)
         ret
@@ -59,12 +64,7 @@ rt__save_context:                       /* rdi: uintptr_t regs[6], rsi: uintptr_
 rt_enter_blocking:
         ENTRY_LANDING
         subq    $56, %rsp               /* 6 registers + 8 to align the call */
-        movq    %rbx, 0(%rsp)
-        movq    %rbp, 8(%rsp)
-        movq    %r12, 16(%rsp)
-        movq    %r13, 24(%rsp)
-        movq    %r14, 32(%rsp)
-        movq    %r15, 40(%rsp)
+        save_callee_saved %rsp
         movq    %rsp, %rdi
         leaq    64(%rsp), %rsi          /* the caller's stack pointer once we return */
         call    rt__enter_blocking@PLT
@@ -74,20 +74,25 @@ rt_enter_blocking:
 
 #elif defined(__aarch64__)
 
+/* The one layout of the saved registers, RT__SAVED_REGS words at \base. */
+        .macro  save_callee_saved base
+        stp     x19, x20, [\base, #0]
+        stp     x21, x22, [\base, #16]
+        stp     x23, x24, [\base, #32]
+        stp     x25, x26, [\base, #48]
+        stp     x27, x28, [\base, #64]
+        stp     x29, x30, [\base, #80]
+        stp     d8, d9, [\base, #96]
+        stp     d10, d11, [\base, #112]
+        stp     d12, d13, [\base, #128]
+        stp     d14, d15, [\base, #144]
+        .endm
+
         .text
         .globl  rt__save_context
         .type   rt__save_context, %function
 rt__save_context:                       /* x0: uintptr_t regs[20], x1: uintptr_t *sp */
-        stp     x19, x20, [x0, #0]
-        stp     x21, x22, [x0, #16]
-        stp     x23, x24, [x0, #32]
-        stp     x25, x26, [x0, #48]
-        stp     x27, x28, [x0, #64]
-        stp     x29, x30, [x0, #80]
-        stp     d8, d9, [x0, #96]
-        stp     d10, d11, [x0, #112]
-        stp     d12, d13, [x0, #128]
-        stp     d14, d15, [x0, #144]
+        save_callee_saved x0
         mov     x2, sp                  /* a call leaves sp unchanged */
         str     x2, [x1]
         ret
@@ -97,16 +102,7 @@ rt__save_context:                       /* x0: uintptr_t regs[20], x1: uintptr_t
         .type   rt_enter_blocking, %function
 rt_enter_blocking:
         sub     sp, sp, #176            /* 20 registers, then a frame record */
-        stp     x19, x20, [sp, #0]
-        stp     x21, x22, [sp, #16]
-        stp     x23, x24, [sp, #32]
-        stp     x25, x26, [sp, #48]
-        stp     x27, x28, [sp, #64]
-        stp     x29, x30, [sp, #80]
-        stp     d8, d9, [sp, #96]
-        stp     d10, d11, [sp, #112]
-        stp     d12, d13, [sp, #128]
-        stp     d14, d15, [sp, #144]
+        save_callee_saved sp
         stp     x29, x30, [sp, #160]
         add     x29, sp, #160
         mov     x0, sp

@@ -217,12 +217,6 @@ void (rt_safepoint)(void) {
 /* rt_enter_blocking (runtime/context.S) saved the embedder's registers on
    entry, before any could change, and passes the stack pointer it will
    return to.  `used`: its only caller is assembly, which LTO cannot see. */
-#if defined(__x86_64__)
-_Static_assert(RT__SAVED_REGS == 6, "runtime/context.S saves rbx, rbp, r12-r15");
-#elif defined(__aarch64__)
-_Static_assert(RT__SAVED_REGS == 20, "runtime/context.S saves x19-x30, d8-d15");
-#endif
-
 __attribute__((used)) void rt__enter_blocking(const uintptr_t *regs, uintptr_t sp) {
     rt_thread *t = rt__tls_thread;
     if (!t) rt__misuse("rt_enter_blocking", "this thread is not attached; call rt_thread_attach() first");

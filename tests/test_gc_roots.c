@@ -430,10 +430,7 @@ Test(roots, own_stack_keeps_object) {
 
 #if defined(__x86_64__)
 
-static struct {
-    sem_t      ready, go;
-    atomic_int running, stop;
-} R;
+static worker R;   /* the stack tests' worker state; the calls below cannot take an argument */
 
 /* Stale copies of the pointer in dead frames (probe_new's, or
    rt_enter_blocking's once it has returned) could lie in the range
@@ -451,7 +448,7 @@ static void wait_for_collections(void) {
 }
 
 static void spin_at_safepoints(void) {
-    atomic_store(&R.running, 1);
+    atomic_store(&R.parked_spinning, 1);
     while (!atomic_load(&R.stop)) rt_safepoint();
 }
 
@@ -524,7 +521,7 @@ static void run_register_worker(int which, bool blocking) {
     if (blocking) {
         while (sem_wait(&R.ready) != 0) {}
     } else {
-        while (!atomic_load(&R.running)) sched_yield();
+        while (!atomic_load(&R.parked_spinning)) sched_yield();
     }
     rt_gc();
     rt_gc();
