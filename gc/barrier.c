@@ -2,10 +2,15 @@
  *
  * While a mark runs (RT__FLAG_WB set at mark start with the world stopped,
  * cleared at mark termination), every pointer store into the heap records
- * two pointers in the storing P's buffer before the store: the value being
- * overwritten and the value being written (Go's hybrid barrier: the first
- * keeps a white object from being hidden by deleting its last heap
- * reference, the second keeps stores into already-black objects safe).
+ * the value being overwritten in the storing P's buffer before the store,
+ * so deleting an edge cannot hide a white object.  That is the deletion
+ * half of Go's hybrid barrier.  Its other half shades the value being
+ * written, and Go needs it only for a store from a goroutine whose stack
+ * is still grey (not yet scanned); here every root and stack is read in
+ * the mark-start pause, so none is grey while the barrier is on, and the
+ * half is left out (gc/mark.c states the invariant and why this suffices).
+ * Most stores initialize fresh objects, whose old value is NULL: they
+ * record nothing.
  * A full buffer is flushed: each recorded value is validated like an
  * ambiguous pointer (tagged values, non-heap addresses and NULL are
  * dropped) and shaded into the P's own work buffers, which go to the
@@ -39,18 +44,16 @@ static inline bool maybe_heap_word(uintptr_t w) {
     return w - 4096 < ((uintptr_t)1 << RT_HEAP_ADDR_BITS) - 4096;
 }
 
-static inline void record(rt_p *p, uintptr_t old, uintptr_t val) {
-    if (RT_UNLIKELY(p->wbuf_n + 2 > RT_WBUF_ENTRIES)) rt__wbuf_flush(p);
-    p->wbuf[p->wbuf_n] = old;
-    p->wbuf_n += maybe_heap_word(old);
-    p->wbuf[p->wbuf_n] = val;
-    p->wbuf_n += maybe_heap_word(val);
+static inline void record(rt_p *p, uintptr_t old) {
+    if (!maybe_heap_word(old)) return;
+    if (RT_UNLIKELY(p->wbuf_n + 1 > RT_WBUF_ENTRIES)) rt__wbuf_flush(p);
+    p->wbuf[p->wbuf_n++] = old;
 }
 
 void rt__store_slow(void *slot, void *value) {
     if (ld_relaxed(&rt__flags.word) & RT__FLAG_WB) {
         rt_p *p = barrier_p("rt_store");
-        record(p, ld_relaxed((uintptr_t *)slot), (uintptr_t)value);
+        record(p, ld_relaxed((uintptr_t *)slot));
         if (RT_UNLIKELY(ld_relaxed(&p->flush_epoch) != ld_acquire(&rt__flush_epoch))) rt__gc_answer_flush(p);
     }
     st_release((void **)slot, value);
@@ -67,7 +70,7 @@ void rt_memmove_ptrs(void *dst, const void *src, size_t bytes) {
     if (ld_relaxed(&rt__flags.word) & RT__FLAG_WB) {
         rt_p *p = barrier_p("rt_memmove_ptrs");
         const uintptr_t *d = dst, *s = src;
-        for (size_t i = 0; i < bytes / sizeof(void *); i++) record(p, ld_relaxed(&d[i]), ld_relaxed(&s[i]));
+        for (size_t i = 0; i < bytes / sizeof(void *); i++) record(p, ld_relaxed(&d[i]));
         /* Word by word so a concurrent marker never sees a torn pointer. */
         uintptr_t *dw = dst;
         if (dw < s || dw >= s + bytes / sizeof(void *))

@@ -25,8 +25,17 @@
  *   - objects allocated during the mark are black (runtime/malloc.c; small
  *     ones through their span's premarked free slots, runtime/span.c);
  *   - every pointer store into the heap during the mark goes through
- *     rt_store, whose barrier shades the overwritten value (deleting an edge
- *     cannot hide a white object) and the new one (Go's hybrid barrier);
+ *     rt_store, whose barrier shades the overwritten value: deleting an
+ *     edge cannot hide a white object.  The value written needs no shading
+ *     (Go's hybrid barrier shades it only from a goroutine whose stack is
+ *     still grey, and no root or stack here is grey once the barrier is
+ *     on): it came from a root or stack read at the snapshot, from a heap
+ *     slot, or from an allocation.  In the first two cases it was reachable
+ *     at mark start, or is new, and every edge of its mark-start path is
+ *     either still there for a marker to follow or was deleted through the
+ *     barrier, which shaded its target; in the last it is black.
+ *     (rt_weak_get and the finalizer queue, the ways back to an object
+ *     unreachable at mark start, shade what they hand out: gc/specials.c.)
  *   - the mark ends with the world stopped, after every P's barrier buffer
  *     and work buffers are flushed and drained (gc/gc.c), so no grey object
  *     remains.  Every object reachable at the end is then black; every white
