@@ -299,12 +299,12 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
     if (bg > 0) {
         int64_t take = bg < work ? bg : work;
         __atomic_sub_fetch(&rt__pacer.bg_credit, take, __ATOMIC_RELAXED);
-        t->assist_credit += (int64_t)(take * bpw);
+        t->assist_credit = rt__pacer_credit_after(t->assist_credit, take * bpw);
         work -= take;
         if (t->assist_credit >= 0) return;
     }
     int64_t done = assist_drain(p, work);
-    t->assist_credit += (int64_t)(done * bpw);
+    t->assist_credit = rt__pacer_credit_after(t->assist_credit, done * bpw);
     /* Still in debt and no grey object at hand (the workers hold the
        frontier): park until they earn credit, as Go's gcParkAssist, so a
        fast allocator cannot outrun the mark.  Parked as a stopped
@@ -318,12 +318,12 @@ void rt__gc_mark_alloc_hook(rt_p *p) {
         if (bg > 0) {
             int64_t take = bg < need ? bg : need;
             __atomic_sub_fetch(&rt__pacer.bg_credit, take, __ATOMIC_RELAXED);
-            t->assist_credit += (int64_t)(take * bpw) + 1;
+            t->assist_credit = rt__pacer_credit_after(t->assist_credit, take * bpw + 1);
             continue;
         }
         done = assist_drain(p, need);
         if (done) {
-            t->assist_credit += (int64_t)(done * bpw) + 1;
+            t->assist_credit = rt__pacer_credit_after(t->assist_credit, done * bpw + 1);
             continue;
         }
         park_assist(p, seq);

@@ -132,6 +132,7 @@ typedef struct rt_pacer {
     uint64_t heap_scan;           /* scannable heap estimate for this cycle */
     double   cons_mark, cons_mark_hist[4];
     double   assist_work_per_byte, assist_bytes_per_work;
+    double   assist_goal;          /* the heap goal those aim at (extrapolated, raised when passed) */
     int64_t  bg_credit;           /* scan work done by workers not yet claimed by assists */
     uint64_t scan_work;           /* scan work done this cycle */
     uint64_t mark_start_ns;
@@ -143,6 +144,7 @@ uint64_t rt__small_cycle_budget(void);         /* scan work a small cycle may do
 void     rt__pacer_commit(uint64_t marked);
 void     rt__pacer_start_cycle(void);
 void     rt__pacer_revise(void);
+int64_t  rt__pacer_credit_after(int64_t credit, double granted);   /* an assist's credit after a grant */
 void     rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns);
 extern uint64_t rt__gc_goal;
 

@@ -15,7 +15,9 @@
  *   assist ratio (revised while marking)
  *           = remaining scan work / remaining heap before the goal, with
  *             the goal extrapolated when the heap turned out larger than
- *             expected (never past the "hard goal" of (1 + RTGC/100) x goal).
+ *             expected (never past the "hard goal" of (1 + RTGC/100) x goal);
+ *             the credit an assist earns never reaches past that goal
+ *             (rt__pacer_credit_after; Go has no such cap).
  *
  * The minimum is RTHEAPMIN (rt_options.heap_minimum), Go's 4 MiB by default.
  *
@@ -131,6 +133,22 @@ void rt__pacer_revise(void) {
     double wpb = rem_work / rem_heap, bpw = rem_heap / rem_work;
     __atomic_store(&rt__pacer.assist_work_per_byte, &wpb, __ATOMIC_RELAXED);   /* read by assists */
     __atomic_store(&rt__pacer.assist_bytes_per_work, &bpw, __ATOMIC_RELAXED);
+    __atomic_store(&rt__pacer.assist_goal, &goal, __ATOMIC_RELAXED);
+}
+
+/* Credit is capped at the heap left before the goal the ratio aims at:
+   near the end of a mark, with the remaining work at its 1000-byte floor,
+   bytes per work is the whole remaining heap over 1000, and one 64 KiB
+   steal of background credit paid for megabytes (docs/design.md,
+   Assists, has what that did to queue.lox).  Past the goal the cap is 0:
+   each span the thread takes next is paid for again. */
+int64_t rt__pacer_credit_after(int64_t credit, double granted) {
+    double goal;
+    __atomic_load(&rt__pacer.assist_goal, &goal, __ATOMIC_RELAXED);
+    double room = goal - (double)ld_relaxed(&rt__heap.heap_live);
+    double c = (double)credit + granted;
+    if (room < 0) room = 0;
+    return c > room ? (int64_t)room : (int64_t)c;
 }
 
 void rt__pacer_end_cycle(uint64_t mark_ns, uint64_t assist_ns, uint64_t idle_ns) {

@@ -1,0 +1,66 @@
+/* tests/test_pacer.c -- the assist ratio's arithmetic (gc/pacer.c).
+ *
+ * The pacer's state is set by hand with collection off (RTGC=off: no
+ * trigger, so no cycle runs and overwrites it), then restored. */
+#include <criterion/criterion.h>
+
+#include "gc.h"
+#include "test_start.h"
+
+#define MiB ((uint64_t)1 << 20)
+
+static rt_pacer saved_pacer;
+static uint64_t saved_live;
+
+static void start_off(void) {
+    test_start((rt_options){ .gc_percent = RT_GC_OFF, .scan_thread_stacks = RT_SCAN_STACKS_OFF });
+    saved_pacer = rt__pacer;
+    saved_live = ld_relaxed(&rt__heap.heap_live);
+}
+
+static void restore(void) {
+    rt__pacer = saved_pacer;
+    st_relaxed(&rt__heap.heap_live, saved_live);
+}
+
+/* A mark whose scan work is 500 bytes short of what the last one did:
+   the remaining work sits at its 1000-byte floor, 1 MiB of heap is left
+   before the goal, so one byte of scan work pays for about 1000 bytes of
+   allocation, and a 64 KiB steal of the workers' credit would pay for
+   64 MiB.  The grant stops at the 1 MiB left. */
+static void near_the_end_of_a_mark(uint64_t live) {
+    rt__pacer.goal = 16 * MiB;
+    rt__pacer.triggered_at = 12 * MiB;
+    rt__pacer.last_heap_scan = 4 * MiB;
+    rt__pacer.heap_scan = 12 * MiB;
+    st_relaxed(&rt__pacer.scan_work, 4 * MiB - 500);
+    st_relaxed(&rt__heap.heap_live, live);
+    rt__pacer_revise();
+}
+
+Test(pacer, an_assist_grant_stops_at_the_heap_left_before_the_goal) {
+    start_off();
+    near_the_end_of_a_mark(15 * MiB);
+    double bpw = rt__pacer.assist_bytes_per_work;
+    cr_assert_gt(bpw * (64 << 10), 16.0 * MiB, "bytes per work %g: the case the cap is for did not arise", bpw);
+    int64_t credit = rt__pacer_credit_after(-4096, (64 << 10) * bpw);
+    int64_t small = rt__pacer_credit_after(-4096, 10000);
+    restore();
+    cr_assert_eq(credit, (int64_t)MiB, "credit %lld after a 64 KiB steal, expected the 1 MiB left", (long long)credit);
+    cr_assert_eq(small, -4096 + 10000, "a grant within the room is kept whole");
+}
+
+/* Past the goal the ratio aims at (raised 10% once the heap passed the
+   goal), a grant brings the debt to zero and no further: each span the
+   thread takes next is paid for again. */
+Test(pacer, past_the_goal_a_grant_only_clears_the_debt) {
+    start_off();
+    near_the_end_of_a_mark(18 * MiB);   /* past 16 MiB and past 16 x 1.1 */
+    double goal = rt__pacer.assist_goal;
+    int64_t credit = rt__pacer_credit_after(-4096, 1e9);
+    int64_t short_of_it = rt__pacer_credit_after(-4096, 1000);
+    restore();
+    cr_assert_float_eq(goal, 16.0 * MiB * 1.1, 1.0, "assist goal %g", goal);
+    cr_assert_eq(credit, 0);
+    cr_assert_eq(short_of_it, -3096, "a grant that leaves a debt is kept whole");
+}
