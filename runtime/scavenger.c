@@ -176,6 +176,18 @@ static void sleep_ns(uint64_t ns) {
         if (pthread_cond_timedwait(&SC.cond, &SC.lock, &ts) != 0) break;
 }
 
+/* One release of span metadata at a time, counted before the next starts:
+   rt_free_os_memory then returns only after a release the background
+   thread had under way is done and counted (slabs it had taken were
+   still resident, and uncounted, when a test read the statistics). */
+static pthread_mutex_t metadata_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void release_metadata(void) {
+    pthread_mutex_lock(&metadata_lock);
+    add_relaxed(&SC.rel_meta, rt__heap_release_metadata());
+    pthread_mutex_unlock(&metadata_lock);
+}
+
 static void *scavenger_main(void *arg) {
     (void)arg;
     uint64_t round_start = rt__cputime_thread();
@@ -197,7 +209,7 @@ static void *scavenger_main(void *arg) {
         /* Span structs, bitmaps and span-set tails of the spans freed
            since (a dying spike's: 20-30 MiB per GiB of small objects) go
            back first; they are not heap and do not count toward the goal. */
-        add_relaxed(&SC.rel_meta, rt__heap_release_metadata());
+        release_metadata();
         do {
             need = bg_need();
             if (need == 0) break;
@@ -372,7 +384,7 @@ void rt_free_os_memory(void) {
     bool held = rt__tls_mcache != NULL;
     if (held) rt_enter_blocking();
     uint64_t n = scavenge_run(UINT64_MAX, true, RT_CHUNK_BYTES);
-    add_relaxed(&SC.rel_meta, rt__heap_release_metadata());
+    release_metadata();
     /* A run the background thread took before this one counts as free
        nowhere else: "everything at once" includes it. */
     rt__heap_scav_wait_in_flight();
