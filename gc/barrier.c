@@ -9,8 +9,6 @@
  * is still grey (not yet scanned); here every root and stack is read in
  * the mark-start pause, so none is grey while the barrier is on, and the
  * half is left out (gc/mark.c states the invariant and why this suffices).
- * Most stores initialize fresh objects, whose old value is NULL: they
- * record nothing.
  * A full buffer is flushed: each recorded value is validated like an
  * ambiguous pointer (tagged values, non-heap addresses and NULL are
  * dropped) and shaded into the P's own work buffers, which go to the
