@@ -192,7 +192,6 @@ void rt__park_if_stopping(void) {
    live while it sleeps, as a safepoint park's are.  It goes on only once a
    stopped world runs again; the world's restart wakes such sleepers
    (rt__start_the_world). */
-
 void rt__sleep_as_stopped(uint32_t *word, uint32_t val, uint64_t timeout_ns) {
     rt_thread *t = rt__tls_thread;
     pthread_mutex_lock(&rt__g.world_lock);
