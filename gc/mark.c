@@ -142,11 +142,15 @@ static inline __attribute__((always_inline)) void shade(rt_gcwork *w, uintptr_t 
     w->bytes_marked += s->hot.elemsize;
     if (rt__spanclass_noscan(s->hot.spanclass)) return;   /* black at once */
     uintptr_t obj = s->hot.base + idx * s->hot.elemsize;
-    /* Scanned later: hide the miss, as Go does.  The second line too, for
-       objects past one: a Lox table's entry array (144 bytes) missed there,
-       and the VM's binary_trees.lox ran 5% faster with it (medians of 8). */
+    /* Scanned later: hide the misses, as Go does, for the lines of the
+       object's first 192 bytes.  A Lox table's entry array (144 bytes,
+       always three lines) missed on each line not prefetched: the second line
+       made binary_trees.lox 5% faster (medians of 8), the third 3.5%
+       (medians of 11); a world-stopped collection of a 262,000-node Lox
+       tree took 18.7 ms instead of 20.6 (medians of 5). */
     __builtin_prefetch((const void *)obj);
     if (s->hot.elemsize > 64) __builtin_prefetch((const void *)(obj + 64));
+    if (s->hot.elemsize > 128) __builtin_prefetch((const void *)(obj + 128));
     rt__gcwork_put(w, obj | !heapbits_typed(s, idx));
 }
 
