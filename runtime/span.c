@@ -8,8 +8,10 @@
  *
  * Invariants: slot i is allocated iff i < freeindex or allocBits[i] is set;
  * alloc_cache is the complement of allocBits starting at slot freeindex,
- * refilled at 64-slot boundaries; mark bytes are only set by the collector
- * and become the allocation bits when the span is swept (rt__sweep_span).
+ * refilled at 64-slot boundaries, and holds wherever the span is (cached
+ * or in an mcentral set), so rt__span_check tests it; mark bytes are only
+ * set by the collector and become the allocation bits when the span is
+ * swept (rt__sweep_span).
  * The pools are used with the heap lock held. */
 #include "internal.h"
 
@@ -180,12 +182,16 @@ void rt__span_refill_cache(rt_span *s, unsigned whichbyte) {
     s->hot.alloc_cache = ~v;
 }
 
-void rt__span_prime_cache(rt_span *s) {
+/* What alloc_cache holds by its invariant, from the allocation bits. */
+static uint64_t cache_at_freeindex(const rt_span *s) {
     unsigned fi = s->hot.freeindex;
-    if (fi >= s->hot.nelems) { s->hot.alloc_cache = 0; return; }   /* full: the refill would read past the bitmap */
-    rt__span_refill_cache(s, (fi & ~63u) / 8);
-    s->hot.alloc_cache >>= fi % 64;
+    if (fi >= s->hot.nelems) return 0;   /* full: a read would go past the bitmap */
+    uint64_t v;
+    memcpy(&v, s->alloc_bits + (fi & ~63u) / 8, 8);
+    return ~v >> (fi % 64);
 }
+
+void rt__span_prime_cache(rt_span *s) { s->hot.alloc_cache = cache_at_freeindex(s); }
 
 uintptr_t rt__span_next_free(rt_span *s) {
     unsigned n = s->hot.nelems;
@@ -286,6 +292,12 @@ void rt__span_check(const rt_span *s) {
     if (s->hot.freeindex > s->hot.nelems || s->hot.alloc_count > s->hot.nelems)
         rt__fatal("span check: freeindex %u / alloc_count %u beyond nelems %u",
                   s->hot.freeindex, s->hot.alloc_count, s->hot.nelems);
+    /* A span keeps its cache primed wherever it goes (sweep primes it, a
+       P leaves it primed), so taking it needs no read of its bits. */
+    if (s->hot.freeindex < s->hot.nelems && s->hot.alloc_cache != cache_at_freeindex(s))
+        rt__fatal("span check: span %#lx caches %#llx at freeindex %u, its allocation bits say %#llx",
+                  (unsigned long)s->hot.base, (unsigned long long)s->hot.alloc_cache, s->hot.freeindex,
+                  (unsigned long long)cache_at_freeindex(s));
     if (s->limit > s->hot.base + s->npages * RT_PAGE_SIZE) rt__fatal("span check: limit past the span end");
     /* alloc_count equals the allocated slots: below freeindex, or bit set. */
     size_t allocated = 0;
