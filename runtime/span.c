@@ -176,19 +176,20 @@ void rt__span_init(rt_span *s, uintptr_t base, size_t npages, unsigned spc, bool
 
 /* ---- allocation cache --------------------------------------------------------- */
 
-void rt__span_refill_cache(rt_span *s, unsigned whichbyte) {
+/* The free slots of the 64 from byte `whichbyte` of the allocation bits. */
+static inline uint64_t free_word(const rt_span *s, unsigned whichbyte) {
     uint64_t v;
     memcpy(&v, s->alloc_bits + whichbyte, 8);   /* little-endian: slot k at bit k */
-    s->hot.alloc_cache = ~v;
+    return ~v;
 }
+
+void rt__span_refill_cache(rt_span *s, unsigned whichbyte) { s->hot.alloc_cache = free_word(s, whichbyte); }
 
 /* What alloc_cache holds by its invariant, from the allocation bits. */
 static uint64_t cache_at_freeindex(const rt_span *s) {
     unsigned fi = s->hot.freeindex;
     if (fi >= s->hot.nelems) return 0;   /* full: a read would go past the bitmap */
-    uint64_t v;
-    memcpy(&v, s->alloc_bits + (fi & ~63u) / 8, 8);
-    return ~v >> (fi % 64);
+    return free_word(s, (fi & ~63u) / 8) >> (fi % 64);
 }
 
 void rt__span_prime_cache(rt_span *s) { s->hot.alloc_cache = cache_at_freeindex(s); }
@@ -292,8 +293,6 @@ void rt__span_check(const rt_span *s) {
     if (s->hot.freeindex > s->hot.nelems || s->hot.alloc_count > s->hot.nelems)
         rt__fatal("span check: freeindex %u / alloc_count %u beyond nelems %u",
                   s->hot.freeindex, s->hot.alloc_count, s->hot.nelems);
-    /* A span keeps its cache primed wherever it goes (sweep primes it, a
-       P leaves it primed), so taking it needs no read of its bits. */
     if (s->hot.freeindex < s->hot.nelems && s->hot.alloc_cache != cache_at_freeindex(s))
         rt__fatal("span check: span %#lx caches %#llx at freeindex %u, its allocation bits say %#llx",
                   (unsigned long)s->hot.base, (unsigned long long)s->hot.alloc_cache, s->hot.freeindex,
