@@ -258,6 +258,22 @@ Test(alloc, inline_path_and_generic_path_fill_the_same_spans) {
     cr_assert_eq((uintptr_t)q, (uintptr_t)p + 48, "next slot of the same span");
 }
 
+/* The fast path's last slot of a 128-slot span (64-byte noscan) when the
+   first 63 slots of its second word are taken: the free slot is bit 63 of
+   the cache, and consuming it shifts the cache by 64, undefined in C (x86
+   leaves the bit set; UBSan stops).  The span's hot prefix is enough. */
+Test(alloc, inline_path_takes_the_last_slot_of_a_cache_word) {
+    rt__span h = { .alloc_cache = (uint64_t)1 << 63, .base = 0x100000, .elemsize = 64,
+                   .freeindex = 64, .nelems = 128, .alloc_count = 127 };
+    __asm__ volatile("" : : "r"(&h) : "memory");   /* no constant folding: the shift happens at run time */
+    uintptr_t p = rt__span_next_free_fast(&h, 64);
+    cr_assert_eq(p, (uintptr_t)0x100000 + 127 * 64, "took %#lx", (unsigned long)p);
+    cr_assert_eq(h.alloc_cache, 0, "cache %#llx left after the last slot", (unsigned long long)h.alloc_cache);
+    cr_assert_eq(h.freeindex, 128);
+    cr_assert_eq(h.alloc_count, 128);
+    cr_assert_eq(rt__span_next_free_fast(&h, 64), 0, "a full span gives nothing");
+}
+
 Test(alloc, span_fills_exactly_and_moves_on) {
     rt_span *first = NULL;
     size_t seen = 0;

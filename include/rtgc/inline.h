@@ -102,7 +102,7 @@ static inline __attribute__((always_inline)) uintptr_t rt__span_next_free_fast(r
     unsigned idx = s->freeindex + t;
     unsigned next = idx + 1;
     if (RT__UNLIKELY(idx >= s->nelems || ((next & 63) == 0 && next != s->nelems))) return 0;
-    s->alloc_cache = cache >> (t + 1);
+    s->alloc_cache = cache >> t >> 1;   /* t may be 63 (a span's last slot), and a shift by 64 is undefined */
     s->freeindex = (uint16_t)next;
     s->alloc_count++;
     return s->base + (uintptr_t)idx * elemsize;
