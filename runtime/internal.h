@@ -135,7 +135,6 @@ uint64_t  rt__span_pools_release(void);   /* empty pages of the span and bitmap 
 void      rt__span_pools_reset(void);     /* heap destroyed: every record is free */
 void      rt__span_pools_check(void);     /* heap lock held */
 uintptr_t rt__span_next_free(rt_span *s);              /* slow path: refill the cache; 0 when full */
-void      rt__span_refill_cache(rt_span *s, unsigned whichbyte);
 void      rt__span_prime_cache(rt_span *s);   /* the cache from freeindex (any slot, or nelems) */
 bool      rt__span_is_free(const rt_span *s, uintptr_t idx);
 bool      rt__span_is_marked(const rt_span *s, uintptr_t idx);

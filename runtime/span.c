@@ -183,8 +183,6 @@ static inline uint64_t free_word(const rt_span *s, unsigned whichbyte) {
     return ~v;
 }
 
-void rt__span_refill_cache(rt_span *s, unsigned whichbyte) { s->hot.alloc_cache = free_word(s, whichbyte); }
-
 /* What alloc_cache holds by its invariant, from the allocation bits. */
 static uint64_t cache_at_freeindex(const rt_span *s) {
     unsigned fi = s->hot.freeindex;
@@ -203,15 +201,14 @@ uintptr_t rt__span_next_free(rt_span *s) {
     while (bit == 64) {
         sfi = (sfi + 64) & ~63u;
         if (sfi >= n) { s->hot.freeindex = (uint16_t)n; return 0; }
-        rt__span_refill_cache(s, sfi / 8);
-        cache = s->hot.alloc_cache;
+        cache = s->hot.alloc_cache = free_word(s, sfi / 8);
         bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
     }
     unsigned result = sfi + bit;
     if (result >= n) { s->hot.freeindex = (uint16_t)n; return 0; }
-    s->hot.alloc_cache = bit == 63 ? 0 : cache >> (bit + 1);
+    s->hot.alloc_cache = cache >> bit >> 1;   /* as the fast path: bit may be 63 */
     sfi = result + 1;
-    if ((sfi & 63) == 0 && sfi != n) rt__span_refill_cache(s, sfi / 8);
+    if ((sfi & 63) == 0 && sfi != n) s->hot.alloc_cache = free_word(s, sfi / 8);
     s->hot.freeindex = (uint16_t)sfi;
     s->hot.alloc_count++;
     return s->hot.base + (uintptr_t)result * s->hot.elemsize;
