@@ -43,6 +43,7 @@ void        rt__gcwork_dispose(rt_gcwork *w);   /* give leftovers to the global 
 static inline void rt__gcwork_forget_hint(rt_gcwork *w) {   /* the span may be freed from here on */
     w->hint = NULL;
     w->hint_base = w->hint_bytes = 0;
+    memset(w->seen_marked, 0, sizeof w->seen_marked);
 }
 /* Go's gcw.balance: when the global list is empty and a marker waits,
    or an assist is parked, publish part of w (its secondary buffer, or the

@@ -262,6 +262,7 @@ typedef struct rt_workbuf {
     uintptr_t          item[RT_WORKBUF_ITEMS];
 } rt_workbuf;
 
+#define RT_SEEN_MARKED 32           /* entries of rt_gcwork.seen_marked, a power of two */
 typedef struct rt_gcwork {
     rt_workbuf *primary, *secondary;
     uint64_t    bytes_marked;     /* slot bytes of objects this worker blackened */
@@ -277,6 +278,10 @@ typedef struct rt_gcwork {
     rt_span    *hint;
     uintptr_t   hint_base, hint_bytes;
     int         id;
+    /* Pointers this worker found already marked, direct-mapped by address
+       (gc/mark.c, shade).  Same lifetime as the hint: a mark byte is never
+       cleared during a mark, and the sweep after it clears them all. */
+    uintptr_t   seen_marked[RT_SEEN_MARKED];
 } rt_gcwork;
 
 #define RT_WBUF_ENTRIES 512         /* pointers per P's write-barrier buffer */
