@@ -15,8 +15,8 @@
  * black at once.  Each worker keeps a hint, the span it touched last
  * (rt_gcwork): sound because during a mark no span is freed or reused;
  * and a small table of pointers it found already marked, which it skips
- * (sound because no mark byte is cleared during a mark; both are
- * forgotten when the worker's drain ends).
+ * (sound because no allocated object loses its mark during a mark; both
+ * are forgotten when the worker's drain ends).
  * Objects larger than 128 KiB are queued as 128 KiB oblets so one huge
  * array spreads over all workers.
  *

@@ -279,8 +279,9 @@ typedef struct rt_gcwork {
     uintptr_t   hint_base, hint_bytes;
     int         id;
     /* Pointers this worker found already marked, direct-mapped by address
-       (gc/mark.c, shade).  Same lifetime as the hint: a mark byte is never
-       cleared during a mark, and the sweep after it clears them all. */
+       (gc/mark.c, shade).  Same lifetime as the hint: during a mark no
+       allocated object loses its mark (unpremark clears free slots only,
+       which shade never adds to the table); the sweep clears all. */
     uintptr_t   seen_marked[RT_SEEN_MARKED];
 } rt_gcwork;
 
