@@ -647,6 +647,7 @@ static void small_cycle_locked(int kind, uint64_t budget) {
 
 static void *driver_main(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "rtgc-driver");   /* for top, perf and gdb */
     pthread_mutex_lock(&rt__g.world_lock);
     for (;;) {
         while (!C.quit && !C.handoff && !(C.active && !C.on_mutator && C.started == C.completed))

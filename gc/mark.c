@@ -508,6 +508,9 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
 static void *worker_main(void *arg) {
     int id = (int)(intptr_t)arg;
     uint64_t seen = 0;
+    char name[16];
+    snprintf(name, sizeof name, "rtgc-mark-%u", (unsigned)(id + 1) % 10000u);   /* at most 15 characters */
+    pthread_setname_np(pthread_self(), name);
     pthread_mutex_lock(&M.lock);
     for (;;) {
         while (!M.quit && M.epoch == seen) pthread_cond_wait(&M.cond, &M.lock);

@@ -1004,6 +1004,7 @@ static void run_entry(const qent *e) {
 
 static void *cleaner_main(void *unused) {
     (void)unused;
+    pthread_setname_np(pthread_self(), "rtgc-cleanup");
     rt_thread_attach();
     /* Not one of the embedder's threads: rt_shutdown must not wait for it. */
     pthread_mutex_lock(&rt__g.world_lock);

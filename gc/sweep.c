@@ -276,6 +276,7 @@ static unsigned sweep_batch(void) {
 
 static void *sweeper_main(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "rtgc-sweeper");
     pthread_mutex_lock(&S.lock);
     for (;;) {
         while (!S.wake && !S.quit) pthread_cond_wait(&S.cond, &S.lock);

@@ -174,3 +174,43 @@ Test(threads, stats_and_safepoints_inside_a_blocking_region_keep_it_blocking) {
     cr_assert_not_null(rt_alloc(32, RT_NOSCAN));
     rt_thread_detach();
 }
+
+/* ---- collector threads are named (top, perf, gdb) ------------------------ */
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool thread_named(const char *name) {
+    DIR *d = opendir("/proc/self/task");
+    bool found = false;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[300], comm[32] = "";
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(comm, sizeof comm, f)) comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+        found |= !strcmp(comm, name);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+Test(threads, collector_threads_carry_their_names) {
+    cr_assert_eq(rt_thread_attach(), RT_OK);
+    rt__cfg.smallgc = 0;   /* a concurrent cycle on the driver, with the workers */
+    void **keep = rt_alloc_array(RT_CONSERVATIVE, 4096);
+    rt_root *r = rt_root_add((void *)&keep);
+    for (int i = 0; i < 4096; i++) rt_store(&keep[i], rt_alloc(64, RT_CONSERVATIVE));
+    rt_gc();
+    rt_gc();
+    cr_assert(thread_named("rtgc-driver"));
+    cr_assert(thread_named("rtgc-mark-1"));
+    cr_assert(thread_named("rtgc-mark-2"));   /* maxprocs 2: two workers */
+    cr_assert_not(thread_named("rtgc-mark-3"));
+    rt_root_remove(r);
+    rt_thread_detach();
+}
