@@ -190,6 +190,7 @@ static void release_metadata(void) {
 
 static void *scavenger_main(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "rtgc-scavenger");
     uint64_t round_start = rt__cputime_thread();
     pthread_mutex_lock(&SC.lock);
     while (!SC.quit) {
@@ -255,7 +256,6 @@ void rt__scavenger_start(void) {
                  "rt_free_os_memory and the memory limit");
         return;
     }
-    pthread_setname_np(SC.thread, "rtgc-scavenger");
     SC.running = true;
     SC.start_ns = rt__nanotime();
     pthread_mutex_unlock(&SC.lock);

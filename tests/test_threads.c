@@ -207,6 +207,7 @@ Test(threads, collector_threads_carry_their_names) {
     for (int i = 0; i < 4096; i++) rt_store(&keep[i], rt_alloc(64, RT_CONSERVATIVE));
     rt_gc();
     rt_gc();
+    cr_assert(thread_named("rtgc-scavenger"));
     cr_assert(thread_named("rtgc-driver"));
     cr_assert(thread_named("rtgc-mark-1"));
     cr_assert(thread_named("rtgc-mark-2"));   /* maxprocs 2: two workers */
