@@ -12,7 +12,10 @@
  *      plus fractional, and idle-priority workers) and mark assists
  *      charged to allocating threads; when the workers run dry, a ragged
  *      flush asks each running P to publish its barrier and work buffers at
- *      its next allocation or barrier call (idle Ps are flushed directly);
+ *      its next allocation or barrier call (idle Ps are flushed directly).
+ *      That check, and if it finds the mark over, steps 4-5, run on the
+ *      worker that ran out of work last (Go's gcMarkDone), not on the
+ *      driver, which a wake-up could leave behind the mutator on its CPU;
  *   4. mark termination, world stopped (pause 2): flush every P's buffers,
  *      drain what is left, optionally checkmark, barrier off, hand every
  *      P's cached spans back, sweepgen += 2, heap_live := marked, the
@@ -417,6 +420,11 @@ static bool ragged_flush(void) {
     return busy_assist || ld_relaxed(&p_flushes_with_work) != before || !rt__work_quiescent();
 }
 
+/* Go's gcMarkDone, the check: with every worker idle and nothing queued,
+   is a grey object left in any P?  Called by whoever claimed the check
+   (gc/work.c), one at a time. */
+bool rt__gc_mark_is_over(void) { return !ragged_flush(); }
+
 /* 1-2. Sweep termination, then mark start with the world stopped. */
 static void mark_start(cycle *cy) {
     cycle_times *ct = &cy->ct;
@@ -462,12 +470,28 @@ static void restart_marking(cycle *cy) {
     rt__start_the_world();
 }
 
-/* 3b. Concurrent mark, on the driver thread, until the workers are idle
-   with nothing queued and a ragged flush finds no grey object in any P;
-   then the stop for mark termination.  Each round needs the workers to
-   run dry first, and the barrier only adds objects that were live at mark
-   start, so this ends. */
-static void mark_concurrently(cycle *cy) {
+/* The mark is over: wait for the workers to leave it, then stop the
+   world for mark termination. */
+static void stop_for_termination(cycle *cy) {
+    cycle_times *ct = &cy->ct;
+    rt__markers_concurrent_end();
+    ct->t2 = rt__nanotime();
+    rt__limiter_update(ct->t2, 0, true);
+    rt__stop_the_world("gc mark termination");
+    ct->stopped2 = rt__nanotime();
+    st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
+}
+
+/* 3b. Concurrent mark, until the workers are idle with nothing queued
+   and a ragged flush finds no grey object in any P; then the stop for
+   mark termination.  Each round needs the workers to run dry first, and
+   the barrier only adds objects that were live at mark start, so this
+   ends.  The check runs on the last worker to run out of work (gc/work.c)
+   or, when the workers went quiet napping, on the driver.  Returns false
+   if a worker ended the mark: that worker runs mark termination and
+   finishes the cycle (rt__gc_end_mark_on_worker), and the driver is done
+   with it. */
+static bool mark_concurrently(cycle *cy) {
     cycle_times *ct = &cy->ct;
     /* Wake the workers only now: woken inside the pause, one of them
        could preempt the stopper on its CPU and stretch the pause by a
@@ -483,16 +507,23 @@ static void mark_concurrently(cycle *cy) {
     if (!cy->small) rt__specials_mark_roots(&sp);
     rt__gcwork_dispose(&sp);
     rt__markstats_add(&sp);
-    do {
-        while (!rt__work_wait_quiescent(10000000)) rt__limiter_update(rt__nanotime(), 0, true);
+    rt__work_leave();
+    for (;;) {
+        int r = rt__work_wait_end(10000000);
+        if (r == RT_WORK_ENDED) {
+            if (rt__work_ended_by() != 0) return false;
+            break;
+        }
         rt__limiter_update(rt__nanotime(), 0, true);
-    } while (ragged_flush());
-    rt__markers_concurrent_end();
-    ct->t2 = rt__nanotime();
-    rt__limiter_update(ct->t2, 0, true);
-    rt__stop_the_world("gc mark termination");
-    ct->stopped2 = rt__nanotime();
-    st_relaxed(&rt__gc_phase, RT_PHASE_MARKTERM);
+        if (r == RT_WORK_TIMEOUT) continue;
+        if (rt__gc_mark_is_over()) {
+            rt__work_finish();
+            break;
+        }
+        rt__work_check_failed();
+    }
+    stop_for_termination(cy);
+    return true;
 }
 
 /* 4-5. Mark termination, world stopped: nothing grey may remain anywhere;
@@ -575,8 +606,9 @@ static void mark_termination(cycle *cy) {
     }
 }
 
-/* A whole cycle on the driver thread. */
-static void run_cycle(int kind) {
+/* A whole cycle on the driver thread; false if a mark worker took over
+   its end (mark_concurrently). */
+static bool run_cycle(int kind) {
     cycle *cy = &cur;
     memset(cy, 0, sizeof *cy);
     cy->kind = kind;
@@ -584,9 +616,10 @@ static void run_cycle(int kind) {
     mark_start(cy);
     if (cy->concurrent) {
         restart_marking(cy);
-        mark_concurrently(cy);
+        if (!mark_concurrently(cy)) return false;
     }
     mark_termination(cy);
+    return true;
 }
 
 /* A small cycle, run by the allocating thread itself (Go has none; see
@@ -628,6 +661,18 @@ static void finish_locked(void) {
     pthread_cond_broadcast(&rt__g.world_cond);
 }
 
+/* On the mark worker whose check ended a concurrent mark (gc/mark.c),
+   once it has left the drain: the rest of the cycle, as the driver would
+   run it.  The driver waits meanwhile for the next request. */
+void rt__gc_end_mark_on_worker(void) {
+    stop_for_termination(&cur);
+    mark_termination(&cur);
+    pthread_mutex_lock(&rt__g.world_lock);
+    finish_locked();
+    pthread_mutex_unlock(&rt__g.world_lock);
+    rt__work_wake_driver();
+}
+
 /* world_lock held (and again on return): run a small cycle on this
    thread; the driver takes it over if it went concurrent. */
 static void small_cycle_locked(int kind, uint64_t budget) {
@@ -658,14 +703,15 @@ static void *driver_main(void *arg) {
         C.handoff = false;
         pthread_mutex_unlock(&rt__g.world_lock);
         st_relaxed(&rt__gc_pending, 0);
+        bool finished_here;
         if (handoff) {
-            mark_concurrently(&cur);
-            mark_termination(&cur);
+            finished_here = mark_concurrently(&cur);
+            if (finished_here) mark_termination(&cur);
         } else {
-            run_cycle(kind);
+            finished_here = run_cycle(kind);
         }
         pthread_mutex_lock(&rt__g.world_lock);
-        finish_locked();
+        if (finished_here) finish_locked();
     }
     pthread_mutex_unlock(&rt__g.world_lock);
     return NULL;

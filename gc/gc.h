@@ -19,9 +19,20 @@ size_t      rt__work_chunks(void);              /* 64 KiB chunks of buffers made
    drain ends when every worker is waiting and the global list is empty.
    Concurrently, workers wait for more work until rt__work_finish. */
 void        rt__work_begin(bool stw);
-bool        rt__work_join(void);                /* false: that drain is already over */
+bool        rt__work_join(bool stw);            /* false: that drain is already over, or of the other kind */
+void        rt__work_leave(void);               /* a joined non-worker has published all it had */
 void        rt__work_finish(void);
-bool        rt__work_wait_quiescent(uint64_t timeout_ns); /* all workers waiting, list empty */
+/* The end of a concurrent drain (gc/work.c's banner).  The driver waits
+   up to timeout_ns for: RT_WORK_CHECK, quiescence with nobody checking
+   it, now claimed by the caller, who calls rt__work_finish if the mark is
+   over and rt__work_check_failed if not; RT_WORK_ENDED, the drain is over
+   (rt__work_ended_by: the worker that ended it, 0 if none did). */
+enum { RT_WORK_TIMEOUT, RT_WORK_CHECK, RT_WORK_ENDED };
+int         rt__work_wait_end(uint64_t timeout_ns);
+void        rt__work_check_failed(void);
+int         rt__work_ended_by(void);
+void        rt__work_wake_driver(void);          /* a worker ended the mark and the cycle is over */
+bool        rt__gc_mark_is_over(void);           /* gc/gc.c: the check itself, world running */
 void        rt__gcwork_put_slow(rt_gcwork *w, uintptr_t item);
 uintptr_t   rt__gcwork_get(rt_gcwork *w);       /* blocks; 0 when the drain is over */
 uintptr_t   rt__gcwork_tryget_slow(rt_gcwork *w);
@@ -62,8 +73,7 @@ static inline void rt__gcwork_balance(rt_gcwork *w) {
 bool        rt__gcwork_empty(const rt_gcwork *w);
 bool        rt__work_global_empty(void);
 bool        rt__work_quiescent(void);           /* every marker waits, global list empty: now, no wait */
-void        rt__work_pause_begin(void);         /* a fractional worker sleeping counts as waiting */
-void        rt__work_pause_end(void);
+void        rt__work_nap(uint64_t ns);          /* a worker off its CPU share sleeps, counted as waiting */
 
 /* ---- marking (gc/mark.c) ----------------------------------------------------- */
 struct rt_visitor {
@@ -91,8 +101,9 @@ int64_t rt__drain_n(rt_gcwork *w, int64_t work);  /* assists: scan about `work` 
    stopped uses them all. */
 void rt__markers_start(int n);
 void rt__markers_stop(void);
-void rt__markers_concurrent_begin(void);
+void rt__markers_concurrent_begin(void);         /* the caller is a marker until rt__work_leave */
 void rt__markers_concurrent_end(void);           /* returns once every worker parked */
+void rt__gc_end_mark_on_worker(void);            /* gc/gc.c: the worker that ended the mark runs termination */
 uint64_t rt__markers_stw_drain(rt_gcwork *self_work);
 bool     rt__drain_solo(rt_gcwork *w, uint64_t work);   /* world stopped, this thread: true if no grey object is left */
 void rt__markers_reset_stats(void);

@@ -27,10 +27,11 @@
  * half the CPU.)  Idle-priority mark work runs on CPUs nobody wanted and is
  * not counted.
  *
- * Updates come from the cycle driver: at both stops of the world and every
- * 10 ms or so while it waits on a concurrent mark, and at the start of a
- * cycle for the time since the last one.  Only the driver updates, so the
- * bucket needs no lock; readers see the flag with a relaxed load. */
+ * Updates come from whoever runs the cycle: at both stops of the world,
+ * every 10 ms or so while the driver waits on a concurrent mark, and at
+ * the start of a cycle for the time since the last one.  The driver and a
+ * mark worker that ends the mark may update at once, so updates take a
+ * lock; readers see the flag with a relaxed load. */
 #include "gc.h"
 
 #define LIMITER_BACKGROUND_PERCENT 25
@@ -84,8 +85,9 @@ bool rt__limiter_accumulate(uint64_t gc_ns, uint64_t mutator_ns) {
     return now;
 }
 
-void rt__limiter_update(uint64_t now, uint64_t stw_ns, bool marking) {
-    if (now <= L.last_ns) return;
+static pthread_mutex_t update_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void update_locked(uint64_t now, uint64_t stw_ns, bool marking) {
     uint64_t window = now - L.last_ns;
     if (stw_ns > window) stw_ns = window;
     uint64_t procs = (uint64_t)rt__procs();
@@ -106,6 +108,12 @@ void rt__limiter_update(uint64_t now, uint64_t stw_ns, bool marking) {
     rt__limiter_accumulate(gc, total - gc);
     L.last_ns = now;
     L.last_assist_ns = assist;
+}
+
+void rt__limiter_update(uint64_t now, uint64_t stw_ns, bool marking) {
+    pthread_mutex_lock(&update_lock);
+    if (now > L.last_ns) update_locked(now, stw_ns, marking);
+    pthread_mutex_unlock(&update_lock);
 }
 
 void rt__limiter_stats(rt_limiter_stats *out) {

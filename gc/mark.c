@@ -61,7 +61,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 rt_markstats rt__markstats;
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -438,11 +437,6 @@ static struct {
     bool            quit, spawned;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
 
-static void sleep_ns(uint64_t ns) {
-    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
-    nanosleep(&ts, NULL);
-}
-
 /* Idle marking: rtgc has no scheduler, so "a P with nothing to do" is
    read as "fewer threads are running than there are CPUs": Ps held by
    threads not asleep in rt_gc or a parked assist, plus the dedicated and
@@ -498,9 +492,7 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
         if (nap) {
             pf_return(w, &q);
             rt__gcwork_dispose(w);
-            rt__work_pause_begin();
-            sleep_ns(nap);
-            rt__work_pause_end();
+            rt__work_nap(nap);
         }
     }
 }
@@ -517,7 +509,7 @@ static void *worker_main(void *arg) {
         if (M.quit) break;
         seen = M.epoch;
         int job = M.job;
-        if (!rt__work_join()) continue;   /* that drain ended before this worker ran */
+        if (!rt__work_join(job == JOB_STW)) continue;   /* that drain ended before this worker ran */
         M.in_job++;
         pthread_mutex_unlock(&M.lock);
         uint64_t c0 = rt__cputime_thread(), idle = 0;
@@ -533,9 +525,17 @@ static void *worker_main(void *arg) {
         else if (M.roles[id] == ROLE_FRACTIONAL) rt__markstats.fractional_ns += cpu - idle, rt__markstats.idle_ns += idle;
         else rt__markstats.idle_ns += cpu;
         pthread_mutex_unlock(&stats_lock);
+        /* The worker that found the mark over stops the world and
+           terminates the mark itself, on the CPU it holds (gc/work.c). */
+        bool ends_mark = job == JOB_CONCURRENT && rt__work_ended_by() == w.id;
         pthread_mutex_lock(&M.lock);
         M.in_job--;
         pthread_cond_broadcast(&M.done_cond);
+        if (ends_mark) {
+            pthread_mutex_unlock(&M.lock);
+            rt__gc_end_mark_on_worker();
+            pthread_mutex_lock(&M.lock);
+        }
     }
     pthread_mutex_unlock(&M.lock);
     return NULL;
@@ -605,8 +605,12 @@ static void wait_finished(void) {
     pthread_mutex_unlock(&M.lock);
 }
 
+/* The caller joins the drain too, until rt__work_leave: the workers
+   start on pause 1's grey objects while it shades the rest of the roots,
+   and the mark cannot be found over before those are published. */
 void rt__markers_concurrent_begin(void) {
     rt__work_begin(false);
+    rt__work_join(false);
     hand_out(JOB_CONCURRENT);
 }
 
@@ -640,7 +644,7 @@ uint64_t rt__markers_stw_drain(rt_gcwork *self_work) {
     bool helped = !rt__drain_solo(self_work, STW_SOLO_WORK);
     if (helped) {
         rt__work_begin(true);
-        rt__work_join();
+        rt__work_join(true);
         hand_out(JOB_STW);
         rt__drain(self_work);
     }

@@ -7,11 +7,16 @@
  * global work waits; when every marker waits and the full list is empty,
  * no grey object remains anywhere (only markers hold buffers) and the drain
  * is complete.  During a concurrent mark the same state only means
- * "quiescent": mutators may still hold grey objects in their P's buffers,
- * so workers keep waiting for work until the cycle driver, which flushes
- * those buffers and finishes the mark with the world stopped, ends the
- * drain with rt__work_finish.  A mutex guards the global lists; a worker
- * touches it once per 253 objects. */
+ * "quiescent": mutators may still hold grey objects in their P's buffers.
+ * Whoever sees quiescence first claims the end-of-mark check (Go's
+ * gcMarkDone): the worker that ran out of work last, on the CPU it already
+ * holds, or the cycle driver when the last one went quiet in a nap.  The
+ * check (a ragged flush of every P, gc/gc.c) either ends the drain or
+ * finds grey objects and gives the claim back.  A worker used to wake the
+ * driver for it; on 2 CPUs the driver then often sat runnable behind the
+ * mutator for a scheduler slice (0.7-1.6 ms under EEVDF), with the
+ * barrier on and every allocation black.  A mutex guards the global
+ * lists; a worker touches it once per 253 objects. */
 #include "gc.h"
 
 #include <errno.h>
@@ -22,11 +27,15 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t  cond;         /* workers wait here for work */
     pthread_cond_t  quiet;        /* the driver waits here for quiescence */
+    pthread_cond_t  nap;          /* workers napping off their CPU share; the end of the drain wakes them */
     rt_workbuf     *full, *empty;
     size_t          nfull;
     int             nmarkers;
     bool            stw, done;
-} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .quiet = PTHREAD_COND_INITIALIZER };
+    bool            checking;     /* someone holds the end-of-mark check */
+    int             ended_by;     /* id of the worker whose check ended the drain; 0: none */
+} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .quiet = PTHREAD_COND_INITIALIZER,
+        .nap = PTHREAD_COND_INITIALIZER };
 
 int rt__work_nwaiting;   /* markers waiting for work: balance shares a buffer when nonzero */
 
@@ -86,53 +95,98 @@ void rt__work_begin(bool stw) {
     st_relaxed(&rt__work_nwaiting, 0);   /* assists may already read it: the world runs */
     G.stw = stw;
     G.done = false;
+    G.checking = false;
+    G.ended_by = 0;
     pthread_mutex_unlock(&G.lock);
 }
 
 /* Workers join a drain when they start on it; one that arrives after the
-   drain ended (a starved idle-priority thread) stays out.  Termination
-   counts only the workers that joined. */
-bool rt__work_join(void) {
+   drain ended (a starved idle-priority thread) stays out, and so does one
+   that was handed the concurrent drain but arrives once the
+   world-stopped drain of mark termination has begun: joined, it marked
+   in slices and napped, and left grey objects on the list after that
+   drain had ended.  Termination counts only the workers that joined. */
+bool rt__work_join(bool stw) {
     pthread_mutex_lock(&G.lock);
-    bool ok = !G.done;
+    bool ok = !G.done && G.stw == stw;
     if (ok) G.nmarkers++;
     pthread_mutex_unlock(&G.lock);
     return ok;
 }
 
+static void finish_locked(void) {
+    G.done = true;
+    G.checking = false;
+    pthread_cond_broadcast(&G.cond);
+    pthread_cond_broadcast(&G.nap);
+}
+
+void rt__work_leave(void) {
+    pthread_mutex_lock(&G.lock);
+    G.nmarkers--;
+    pthread_mutex_unlock(&G.lock);
+}
+
 void rt__work_finish(void) {
     pthread_mutex_lock(&G.lock);
-    G.done = true;
-    pthread_cond_broadcast(&G.cond);
+    finish_locked();
     pthread_mutex_unlock(&G.lock);
 }
 
 /* Lock held: every joined marker waits and no full buffer is queued. */
 static bool quiescent_locked(void) { return rt__work_nwaiting == G.nmarkers && !G.full; }
 
-bool rt__work_wait_quiescent(uint64_t timeout_ns) {
+static struct timespec deadline_in(uint64_t ns) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t t = (uint64_t)ts.tv_nsec + timeout_ns;
+    uint64_t t = (uint64_t)ts.tv_nsec + ns;
     ts.tv_sec += (time_t)(t / 1000000000u);
     ts.tv_nsec = (long)(t % 1000000000u);
-    pthread_mutex_lock(&G.lock);
-    int rc = 0;
-    while (!quiescent_locked() && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&G.quiet, &G.lock, &ts);
-    bool q = quiescent_locked();
-    pthread_mutex_unlock(&G.lock);
-    return q;
+    return ts;
 }
 
-void rt__work_pause_begin(void) {
+int rt__work_wait_end(uint64_t timeout_ns) {
+    struct timespec ts = deadline_in(timeout_ns);
+    pthread_mutex_lock(&G.lock);
+    int rc = 0, r = RT_WORK_TIMEOUT;
+    for (;;) {
+        if (G.done) { r = RT_WORK_ENDED; break; }
+        if (quiescent_locked() && !G.checking) { G.checking = true; r = RT_WORK_CHECK; break; }
+        if (rc == ETIMEDOUT) break;
+        rc = pthread_cond_timedwait(&G.quiet, &G.lock, &ts);
+    }
+    pthread_mutex_unlock(&G.lock);
+    return r;
+}
+
+void rt__work_check_failed(void) {
+    pthread_mutex_lock(&G.lock);
+    G.checking = false;
+    pthread_mutex_unlock(&G.lock);
+}
+
+int rt__work_ended_by(void) {
+    pthread_mutex_lock(&G.lock);
+    int id = G.ended_by;
+    pthread_mutex_unlock(&G.lock);
+    return id;
+}
+
+void rt__work_wake_driver(void) {
+    pthread_mutex_lock(&G.lock);
+    pthread_cond_broadcast(&G.quiet);
+    pthread_mutex_unlock(&G.lock);
+}
+
+/* Counted as waiting, so a nap never holds up the end of the mark, and
+   cut short when the drain ends: a fractional worker's nap lasts up to
+   2 ms, which the driver used to wait out before stopping the world. */
+void rt__work_nap(uint64_t ns) {
+    struct timespec ts = deadline_in(ns);
     pthread_mutex_lock(&G.lock);
     if (add_relaxed(&rt__work_nwaiting, 1) == G.nmarkers) pthread_cond_broadcast(&G.quiet);
-    pthread_mutex_unlock(&G.lock);
-}
-
-void rt__work_pause_end(void) {
-    pthread_mutex_lock(&G.lock);
+    int rc = 0;
+    while (!G.done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&G.nap, &G.lock, &ts);
     add_relaxed(&rt__work_nwaiting, -1);
     pthread_mutex_unlock(&G.lock);
 }
@@ -235,6 +289,23 @@ uintptr_t rt__gcwork_tryget_slow(rt_gcwork *w) {
     return local_get(w);
 }
 
+/* Lock held, world running, the calling worker the last to go quiet and
+   counted as waiting: check whether the mark is over, with the lock
+   dropped (the check flushes every P, whose buffers come back here).
+   True: the drain is over and this worker ends the mark. */
+static bool check_end_locked(rt_gcwork *w) {
+    G.checking = true;
+    pthread_mutex_unlock(&G.lock);
+    bool over = rt__gc_mark_is_over();
+    pthread_mutex_lock(&G.lock);
+    if (over) {
+        G.ended_by = w->id;
+        finish_locked();
+    }
+    G.checking = false;
+    return over;
+}
+
 uintptr_t rt__gcwork_get(rt_gcwork *w) {
     for (;;) {
         uintptr_t item = local_get(w);
@@ -251,7 +322,15 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
                     pthread_mutex_unlock(&G.lock);
                     return 0;
                 }
-                pthread_cond_broadcast(&G.quiet);
+                if (!G.checking) {
+                    bool over = check_end_locked(w);
+                    add_relaxed(&rt__work_nwaiting, -1);
+                    if (over) { pthread_mutex_unlock(&G.lock); return 0; }
+                    /* Grey objects were found: on the list now, or still
+                       held by an assist or a P that has yet to answer,
+                       so look again (as the driver did). */
+                    continue;
+                }
             }
             pthread_cond_wait(&G.cond, &G.lock);
             add_relaxed(&rt__work_nwaiting, -1);
