@@ -508,20 +508,8 @@ static bool mark_concurrently(cycle *cy) {
     rt__gcwork_dispose(&sp);
     rt__markstats_add(&sp);
     rt__work_leave();
-    for (;;) {
-        int r = rt__work_wait_end(10000000);
-        if (r == RT_WORK_ENDED) {
-            if (rt__work_ended_by() != 0) return false;
-            break;
-        }
-        rt__limiter_update(rt__nanotime(), 0, true);
-        if (r == RT_WORK_TIMEOUT) continue;
-        if (rt__gc_mark_is_over()) {
-            rt__work_finish();
-            break;
-        }
-        rt__work_check_failed();
-    }
+    while (!rt__work_wait_end(10000000)) rt__limiter_update(rt__nanotime(), 0, true);
+    if (rt__work_ended_by() != 0) return false;
     stop_for_termination(cy);
     return true;
 }

@@ -22,14 +22,13 @@ void        rt__work_begin(bool stw);
 bool        rt__work_join(bool stw);            /* false: that drain is already over, or of the other kind */
 void        rt__work_leave(void);               /* a joined non-worker has published all it had */
 void        rt__work_finish(void);
-/* The end of a concurrent drain (gc/work.c's banner).  The driver waits
-   up to timeout_ns for: RT_WORK_CHECK, quiescence with nobody checking
-   it, now claimed by the caller, who calls rt__work_finish if the mark is
-   over and rt__work_check_failed if not; RT_WORK_ENDED, the drain is over
-   (rt__work_ended_by: the worker that ended it, 0 if none did). */
-enum { RT_WORK_TIMEOUT, RT_WORK_CHECK, RT_WORK_ENDED };
-int         rt__work_wait_end(uint64_t timeout_ns);
-void        rt__work_check_failed(void);
+/* The end of a concurrent drain (gc/work.c's banner), for the driver:
+   wait up to timeout_ns for the drain to end, running the end-of-mark
+   check itself if the drain goes quiescent with nobody checking; true if
+   the drain is over (rt__work_ended_by: the worker whose check ended it,
+   0 if the driver's did).  Returns early when a check finds grey
+   objects. */
+bool        rt__work_wait_end(uint64_t timeout_ns);
 int         rt__work_ended_by(void);
 void        rt__work_wake_driver(void);          /* a worker ended the mark and the cycle is over */
 bool        rt__gc_mark_is_over(void);           /* gc/gc.c: the check itself, world running */

@@ -116,7 +116,6 @@ bool rt__work_join(bool stw) {
 
 static void finish_locked(void) {
     G.done = true;
-    G.checking = false;
     pthread_cond_broadcast(&G.cond);
     pthread_cond_broadcast(&G.nap);
 }
@@ -145,24 +144,19 @@ static struct timespec deadline_in(uint64_t ns) {
     return ts;
 }
 
-int rt__work_wait_end(uint64_t timeout_ns) {
+static bool check_end_locked(int id);
+
+bool rt__work_wait_end(uint64_t timeout_ns) {
     struct timespec ts = deadline_in(timeout_ns);
     pthread_mutex_lock(&G.lock);
-    int rc = 0, r = RT_WORK_TIMEOUT;
-    for (;;) {
-        if (G.done) { r = RT_WORK_ENDED; break; }
-        if (quiescent_locked() && !G.checking) { G.checking = true; r = RT_WORK_CHECK; break; }
-        if (rc == ETIMEDOUT) break;
+    int rc = 0;
+    while (!G.done && rc != ETIMEDOUT) {
+        if (quiescent_locked() && !G.checking) { check_end_locked(0); break; }
         rc = pthread_cond_timedwait(&G.quiet, &G.lock, &ts);
     }
+    bool done = G.done;
     pthread_mutex_unlock(&G.lock);
-    return r;
-}
-
-void rt__work_check_failed(void) {
-    pthread_mutex_lock(&G.lock);
-    G.checking = false;
-    pthread_mutex_unlock(&G.lock);
+    return done;
 }
 
 int rt__work_ended_by(void) {
@@ -289,17 +283,18 @@ uintptr_t rt__gcwork_tryget_slow(rt_gcwork *w) {
     return local_get(w);
 }
 
-/* Lock held, world running, the calling worker the last to go quiet and
-   counted as waiting: check whether the mark is over, with the lock
-   dropped (the check flushes every P, whose buffers come back here).
-   True: the drain is over and this worker ends the mark. */
-static bool check_end_locked(rt_gcwork *w) {
+/* Lock held, world running, the drain quiescent and nobody checking:
+   claim the check and run it with the lock dropped (it flushes every P,
+   whose buffers come back here).  The caller is the worker `id` that
+   went quiet last, counted as waiting, or the driver (id 0).  True: the
+   drain is over, ended by `id`. */
+static bool check_end_locked(int id) {
     G.checking = true;
     pthread_mutex_unlock(&G.lock);
     bool over = rt__gc_mark_is_over();
     pthread_mutex_lock(&G.lock);
     if (over) {
-        G.ended_by = w->id;
+        G.ended_by = id;
         finish_locked();
     }
     G.checking = false;
@@ -323,7 +318,7 @@ uintptr_t rt__gcwork_get(rt_gcwork *w) {
                     return 0;
                 }
                 if (!G.checking) {
-                    bool over = check_end_locked(w);
+                    bool over = check_end_locked(w->id);
                     add_relaxed(&rt__work_nwaiting, -1);
                     if (over) { pthread_mutex_unlock(&G.lock); return 0; }
                     /* Grey objects were found: on the list now, or still
