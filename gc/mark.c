@@ -437,14 +437,11 @@ static struct {
     bool            quit, spawned;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
 
-/* Idle marking: rtgc has no scheduler, so "a P with nothing to do" is
-   read as "fewer threads are running than there are CPUs": Ps held by
-   threads not asleep in rt_gc or a parked assist, plus the dedicated and
+/* Idle marking: "a P with nothing to do" is read as "fewer threads are
+   running than there are CPUs": Ps on a CPU plus the dedicated and
    fractional workers. */
-static int ps_on_cpu(void) { return ld_relaxed(&rt__g.p_running) - ld_relaxed(&rt__g.p_parked); }
-
 static bool cpus_busy(void) {
-    int busy = ps_on_cpu() + M.dedicated + (M.fractional_cpu > 0);
+    int busy = rt__ps_on_cpu() + M.dedicated + (M.fractional_cpu > 0);
     return busy >= rt__ncpu();
 }
 
@@ -455,15 +452,26 @@ static bool cpus_busy(void) {
    (over their CPU share, or no idle CPU), publish their buffers first and
    sleep counted as waiting, so they never hide work or hold up the end of
    the mark.  A fractional worker over its share keeps going while its CPU
-   would otherwise be idle (Go runs an idle worker on that P); the CPU of
-   those slices is returned in *idle_ns. */
-static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns) {
-    uint64_t last = c0;
-    bool on_idle_cpu = false;   /* the slice since `last` was idle-priority work */
+   would otherwise be idle (Go runs an idle worker on that P); the time of
+   those slices is returned in *idle_ns.  The share is timed by the
+   monotonic clock, as Go's pollFractionalWorkerExit does, less naps and
+   waits for work: the thread's CPU clock is a system call (1.3-1.6 us on
+   the 2-vCPU VM), and it was read after every 100 KB of scanning, 5% of
+   a queue.lox mark.  Time the worker is preempted counts as used, so a
+   busy machine gets less marking from it, not more. */
+static void drain_sliced(rt_gcwork *w, int role, uint64_t *idle_ns) {
+    uint64_t last = rt__nanotime();   /* start of the current slice */
+    uint64_t used = 0, waited = 0;    /* fractional time so far; time in this slice spent waiting for work */
+    bool on_idle_cpu = false;         /* the current slice is idle-priority work */
     pf_queue q = { .n = 0 };
     for (;;) {
         uintptr_t item = pf_next(w, &q);
-        if (!item && !(item = rt__gcwork_get(w))) return;
+        if (!item) {
+            uint64_t t = rt__nanotime();
+            item = rt__gcwork_get(w);
+            waited += rt__nanotime() - t;
+            if (!item) return;
+        }
         uint64_t start = w->scan_work;
         scan_item(w, item);
         while (w->scan_work - start < DRAIN_CHECK_WORK && (item = pf_next(w, &q)) != 0) {
@@ -473,13 +481,15 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
         publish_credit(w);
         uint64_t nap = 0;
         if (role == ROLE_FRACTIONAL) {
-            uint64_t now = rt__cputime_thread();
-            if (on_idle_cpu) *idle_ns += now - last;
+            uint64_t now = rt__nanotime(), slice = now - last > waited ? now - last - waited : 0;
+            if (on_idle_cpu) *idle_ns += slice;
+            else used += slice;
             last = now;
+            waited = 0;
             on_idle_cpu = false;
-            uint64_t used = now - c0 - *idle_ns, wall = rt__nanotime() - M.job_start_ns;
+            uint64_t wall = now - M.job_start_ns;
             if ((double)used > 1.2 * M.fractional_cpu * (double)wall) {
-                if (ps_on_cpu() + M.dedicated < rt__ncpu()) {
+                if (rt__ps_on_cpu() + M.dedicated < rt__ncpu()) {
                     on_idle_cpu = true;
                 } else {
                     nap = (uint64_t)((double)used / M.fractional_cpu) - wall;
@@ -493,6 +503,8 @@ static void drain_sliced(rt_gcwork *w, uint64_t c0, int role, uint64_t *idle_ns)
             pf_return(w, &q);
             rt__gcwork_dispose(w);
             rt__work_nap(nap);
+            last = rt__nanotime();
+            waited = 0;
         }
     }
 }
@@ -514,11 +526,12 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&M.lock);
         uint64_t c0 = rt__cputime_thread(), idle = 0;
         rt_gcwork w = { .id = id + 1 };
-        if (job == JOB_CONCURRENT && M.roles[id] != ROLE_DEDICATED) drain_sliced(&w, c0, M.roles[id], &idle);
+        if (job == JOB_CONCURRENT && M.roles[id] != ROLE_DEDICATED) drain_sliced(&w, M.roles[id], &idle);
         else rt__drain(&w);
         rt__gcwork_dispose(&w);
         rt__markstats_add(&w);
         uint64_t cpu = rt__cputime_thread() - c0;
+        if (idle > cpu) idle = cpu;   /* idle slices are wall time */
         pthread_mutex_lock(&stats_lock);
         if (job == JOB_STW) rt__markstats.stw_ns += cpu;
         else if (M.roles[id] == ROLE_DEDICATED) rt__markstats.dedicated_ns += cpu;

@@ -431,6 +431,11 @@ static inline void rt__thread_sleep_end_locked(rt_thread *t) {
     t->state = RT_T_RUNNING;
     add_relaxed(&rt__g.p_parked, -1);
 }
+/* Ps whose threads are on a CPU: held, and not asleep in rt_gc or a parked
+   assist.  rtgc has no scheduler, so this is how the collector's threads
+   tell whether a CPU they take is one a mutator wants (idle marking, the
+   background sweeper's yields). */
+static inline int rt__ps_on_cpu(void) { return ld_relaxed(&rt__g.p_running) - ld_relaxed(&rt__g.p_parked); }
 
 /* ---- Entry points the allocator calls in gc/ ----------------------------- */
 void rt__gc_maybe_start(void);                 /* heap trigger or gcstress */
