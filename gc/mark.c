@@ -104,6 +104,19 @@ static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
     return !(ld_relaxed(&s->alloc_bits[idx / 8]) & (1u << (idx % 8)));
 }
 
+/* The marker reads each object once a cycle, and its prefetches say so:
+   the non-temporal hint (locality 0) asks the CPU not to keep the lines
+   in its outer caches.  Kept there, they cost the mutator dearly when it
+   next writes them, as it does when it allocates in the slot of an object
+   that has died since: the write must first take the line from the other
+   CPU.  On the 2-vCPU VM a line takes about 450 ns to move between the
+   CPUs (a two-thread ping-pong), and queue.lox, its collector threads
+   pinned to the other CPU, spent 60% more time in the interpreter's
+   table_set, which allocates and fills entry arrays.  With the hint,
+   queue.lox ran 17-22% faster in four interleaved rounds of 7 against the
+   build before it; binary_trees.lox and strings.lox did not move. */
+#define MARK_PREFETCH(addr) __builtin_prefetch((const void *)(addr), 0, 0)
+
 /* Work items are object (or oblet) addresses, 8-byte aligned.  Bit 0 set
    (ITEM_GENERIC) sends the item through scan_part; clear, it is the start
    of a small object typed by its span's heap bits, which shade has just
@@ -174,10 +187,11 @@ static inline __attribute__((always_inline)) void shade(rt_gcwork *w, uintptr_t 
        always three lines) missed on each line not prefetched: the second line
        made binary_trees.lox 5% faster (medians of 8), the third 3.5%
        (medians of 11); a world-stopped collection of a 262,000-node Lox
-       tree took 18.7 ms instead of 20.6 (medians of 5). */
-    __builtin_prefetch((const void *)obj);
-    if (s->hot.elemsize > 64) __builtin_prefetch((const void *)(obj + 64));
-    if (s->hot.elemsize > 128) __builtin_prefetch((const void *)(obj + 128));
+       tree took 18.7 ms instead of 20.6 (medians of 5).  Non-temporal:
+       MARK_PREFETCH says why. */
+    MARK_PREFETCH(obj);
+    if (s->hot.elemsize > 64) MARK_PREFETCH(obj + 64);
+    if (s->hot.elemsize > 128) MARK_PREFETCH(obj + 128);
     rt__gcwork_put(w, obj | !heapbits_typed(s, idx));
 }
 
@@ -353,7 +367,7 @@ static inline uintptr_t pf_refill(rt_gcwork *w, pf_queue *q) {
     b->n -= k;
     for (unsigned i = 0; i < k; i++) {
         q->item[i] = b->item[b->n + i];
-        __builtin_prefetch((const void *)q->item[i]);
+        MARK_PREFETCH(q->item[i]);
     }
     q->item[k] = first;     /* the newest: last */
     q->next = 1;
