@@ -535,6 +535,12 @@ static void *worker_main(void *arg) {
         if (M.quit) break;
         seen = M.epoch;
         int job = M.job;
+        /* An idle worker joins a concurrent mark only if a CPU is free for
+           it when it first runs, as Go runs one only on an idle P
+           (docs/design.md, "Mark workers", has what it cost otherwise).  A
+           CPU that frees up later is left to the fractional worker, if
+           there is one. */
+        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_IDLE && cpus_busy()) continue;
         if (!rt__work_join(job == JOB_STW)) continue;   /* that drain ended before this worker ran */
         M.in_job++;
         pthread_mutex_unlock(&M.lock);
