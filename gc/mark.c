@@ -113,7 +113,7 @@ static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
    CPUs (a two-thread ping-pong), and queue.lox, its collector threads
    pinned to the other CPU, spent 60% more time in the interpreter's
    table_set, which allocates and fills entry arrays.  With the hint,
-   queue.lox ran 17-22% faster in four interleaved rounds of 7 against the
+   queue.lox ran 18-22% faster in four interleaved rounds of 7 against the
    build before it; binary_trees.lox and strings.lox did not move. */
 #define MARK_PREFETCH(addr) __builtin_prefetch((const void *)(addr), 0, 0)
 
