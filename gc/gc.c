@@ -67,6 +67,7 @@ static struct {
     uint64_t  gc_cpu_ns;
     uint64_t  assist_ns;          /* this cycle, atomic */
     uint64_t  requested_ns, requested_heap;   /* when and at what heap_live this cycle was asked for */
+    int       cycle_waiters;      /* threads asleep until a cycle completes (rt_gc, gcstress); read unlocked */
 } C;
 
 /* world_lock held: wait on world_cond as a stopped thread until pred. */
@@ -721,6 +722,17 @@ static bool stress_turn_is_small(uint64_t *budget) {   /* world_lock held */
     return t != 0 && rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0;
 }
 
+/* world_lock held: sleep until cycle `want` completes, counted among the
+   threads whose CPU the mark may use for as long as it runs
+   (rt__gc_cycle_waiters). */
+static void wait_for_cycle_locked(uint64_t want) {
+    add_relaxed(&C.cycle_waiters, 1);
+    WAIT_AS_STOPPED(C.completed >= want);
+    add_relaxed(&C.cycle_waiters, -1);
+}
+
+int rt__gc_cycle_waiters(void) { return ld_relaxed(&C.cycle_waiters); }
+
 void rt__gc_maybe_start(void) {
     pthread_mutex_lock(&rt__g.world_lock);
     if (rt__cfg.gcstress) {
@@ -731,7 +743,7 @@ void rt__gc_maybe_start(void) {
         uint64_t budget;
         if (stress_turn_is_small(&budget)) small_cycle_locked(GC_STRESS, budget);
         else request_locked(GC_STRESS);
-        WAIT_AS_STOPPED(C.completed >= want);
+        wait_for_cycle_locked(want);
     } else if (!C.active && ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) {
         if (ld_relaxed(&rt__pacer.small)) {
             small_cycle_locked(GC_HEAP, rt__small_cycle_budget());
@@ -765,8 +777,7 @@ void rt_gc(void) {
     pthread_mutex_lock(&rt__g.world_lock);
     WAIT_AS_STOPPED(!C.active);
     request_locked(GC_FORCED);
-    uint64_t want = C.completed + 1;
-    WAIT_AS_STOPPED(C.completed >= want);
+    wait_for_cycle_locked(C.completed + 1);
     pthread_mutex_unlock(&rt__g.world_lock);
     rt__sweep_finish();
 }

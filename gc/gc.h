@@ -204,5 +204,6 @@ void rt__specials_stats(rt_specials_stats *out);
 extern uint64_t rt__gc_num;
 /* Small cycles run so far, and those of them that went on concurrently. */
 void rt__gc_small_stats(uint64_t *small, uint64_t *went_concurrent);
+int  rt__gc_cycle_waiters(void);   /* threads asleep until the cycle completes: their CPUs are free for marking */
 
 #endif

@@ -448,6 +448,7 @@ static struct {
     double          fractional_cpu;   /* share of one CPU for the fractional worker */
     int             dedicated;
     uint64_t        job_start_ns;
+    int             idle_wanted;      /* idle workers the concurrent job has a CPU for */
     bool            quit, spawned;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
 
@@ -535,12 +536,14 @@ static void *worker_main(void *arg) {
         if (M.quit) break;
         seen = M.epoch;
         int job = M.job;
-        /* An idle worker joins a concurrent mark only if a CPU is free for
-           it when it first runs, as Go runs one only on an idle P
+        /* An idle worker joins a concurrent mark only if a CPU was free for
+           it at mark start, as Go runs one only on an idle P
            (docs/design.md, "Mark workers", has what it cost otherwise).  A
            CPU that frees up later is left to the fractional worker, if
-           there is one. */
-        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_IDLE && cpus_busy()) continue;
+           there is one.  The others were woken too, and go back to sleep. */
+        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_IDLE &&
+            id - M.dedicated - (M.fractional_cpu > 0) >= M.idle_wanted)
+            continue;
         if (!rt__work_join(job == JOB_STW)) continue;   /* that drain ended before this worker ran */
         M.in_job++;
         pthread_mutex_unlock(&M.lock);
@@ -622,10 +625,22 @@ void rt__markers_stop(void) {
     M.n = 0;
 }
 
+/* How many idle workers a concurrent mark starting now has a CPU for: the
+   CPUs left by the dedicated and fractional workers and by the threads
+   that hold a P, unless those sleep until the cycle completes (rt_gc).
+   The thread whose allocation started the cycle counts as running, though
+   it still sleeps until mark start ends: it is about to run again. */
+static int idle_cpus_at_mark_start(void) {
+    int held = ld_relaxed(&rt__g.p_running) - rt__gc_cycle_waiters();
+    int n = rt__ncpu() - held - M.dedicated - (M.fractional_cpu > 0);
+    return n > 0 ? n : 0;
+}
+
 static void hand_out(int job) {
     pthread_mutex_lock(&M.lock);
     spawn_locked();
     M.job = job;
+    M.idle_wanted = job == JOB_CONCURRENT ? idle_cpus_at_mark_start() : M.n;
     M.job_start_ns = rt__nanotime();
     M.epoch++;
     pthread_cond_broadcast(&M.cond);
