@@ -448,16 +448,19 @@ static struct {
     double          fractional_cpu;   /* share of one CPU for the fractional worker */
     int             dedicated;
     uint64_t        job_start_ns;
-    int             idle_wanted;      /* idle workers the concurrent job has a CPU for */
+    int             idle_wanted;      /* idle workers the current concurrent job has a CPU for */
     bool            quit, spawned;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .done_cond = PTHREAD_COND_INITIALIZER };
 
+/* The dedicated and fractional workers, which mark whether or not a CPU
+   is idle; they are workers 0..n-1 (rt__markers_start), so n is also the
+   index of the first idle worker. */
+static int paced_workers(void) { return M.dedicated + (M.fractional_cpu > 0); }
+
 /* Idle marking: "a P with nothing to do" is read as "fewer threads are
-   running than there are CPUs": Ps on a CPU plus the dedicated and
-   fractional workers. */
+   running than there are CPUs": Ps on a CPU plus the paced workers. */
 static bool cpus_busy(void) {
-    int busy = rt__ps_on_cpu() + M.dedicated + (M.fractional_cpu > 0);
-    return busy >= rt__ncpu();
+    return rt__ps_on_cpu() + paced_workers() >= rt__ncpu();
 }
 
 /* Go's drainCheckThreshold: scan work between looks at the clock. */
@@ -541,8 +544,7 @@ static void *worker_main(void *arg) {
            (docs/design.md, "Mark workers", has what it cost otherwise).  A
            CPU that frees up later is left to the fractional worker, if
            there is one.  The others were woken too, and go back to sleep. */
-        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_IDLE &&
-            id - M.dedicated - (M.fractional_cpu > 0) >= M.idle_wanted)
+        if (job == JOB_CONCURRENT && M.roles[id] == ROLE_IDLE && id - paced_workers() >= M.idle_wanted)
             continue;
         if (!rt__work_join(job == JOB_STW)) continue;   /* that drain ended before this worker ran */
         M.in_job++;
@@ -632,7 +634,7 @@ void rt__markers_stop(void) {
    it still sleeps until mark start ends: it is about to run again. */
 static int idle_cpus_at_mark_start(void) {
     int held = ld_relaxed(&rt__g.p_running) - rt__gc_cycle_waiters();
-    int n = rt__ncpu() - held - M.dedicated - (M.fractional_cpu > 0);
+    int n = rt__ncpu() - held - paced_workers();
     return n > 0 ? n : 0;
 }
 
@@ -640,7 +642,7 @@ static void hand_out(int job) {
     pthread_mutex_lock(&M.lock);
     spawn_locked();
     M.job = job;
-    M.idle_wanted = job == JOB_CONCURRENT ? idle_cpus_at_mark_start() : M.n;
+    if (job == JOB_CONCURRENT) M.idle_wanted = idle_cpus_at_mark_start();
     M.job_start_ns = rt__nanotime();
     M.epoch++;
     pthread_cond_broadcast(&M.cond);
