@@ -188,6 +188,29 @@ Test(sweep, an_empty_span_stays_in_its_class_while_the_class_has_budget) {
     rt__heap_check();
 }
 
+/* A span the sweep emptied is zeroed whole when an mcache takes it
+   (runtime/mcache.c): every slot it hands out reads zero, in address
+   order, and the span no longer asks the fast path to zero. */
+Test(sweep, a_span_emptied_by_the_sweep_is_zeroed_whole_when_taken) {
+    unsigned cls = 19;   /* 288 B, 28 slots a page: untouched by the other tests */
+    rt_mcentral *c = &rt__heap.central[rt__spanclass(cls, true)];
+    rt_span *s = full_span(cls);
+    uintptr_t base = s->hot.base;
+    unsigned n = s->hot.nelems, size = rt__class_to_size[cls];
+    c->keep_empty = 1;   /* the pages stay with the class, dirty */
+    own_for_sweep(s);
+    rt__sweep_span(s, false);
+    cr_assert_eq(s->hot.alloc_count, 0);
+    cr_assert(s->hot.needzero, "its slots still hold 0xee");
+    for (unsigned i = 0; i < n; i++) {
+        unsigned char *p = (rt_alloc)(size, RT_NOSCAN);
+        cr_assert_eq((uintptr_t)p, base + (uintptr_t)i * size, "slot %u expected", i);
+        cr_assert_not(s->hot.needzero, "zeroed when taken, not slot by slot");
+        for (unsigned k = 0; k < size; k++) cr_assert_eq(p[k], 0, "slot %u byte %u not zeroed", i, k);
+    }
+    rt__heap_check();
+}
+
 /* No empty span is left in a class's sets (cached spans aside). */
 static unsigned empty_spans_in_classes(void) {
     unsigned n = 0;
