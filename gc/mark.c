@@ -118,10 +118,10 @@ static inline bool free_for_scan(const rt_span *s, uintptr_t idx) {
 #define MARK_PREFETCH(addr) __builtin_prefetch((const void *)(addr), 0, 0)
 
 /* Work items are object (or oblet) addresses, 8-byte aligned.  Bit 0 set
-   (ITEM_GENERIC) sends the item down the typed-by-header path (scan_item,
-   scan_part); clear, it is the start
-   of a small object typed by its span's heap bits, which shade has just
-   checked, so scan_item needs neither the slot index nor the header bit. */
+   (ITEM_GENERIC): the object's type is in its header, or it is an oblet.
+   Clear: the start of a small object typed by its span's heap bits, which
+   shade has just checked, so scan_item needs neither the slot index nor
+   the header bit. */
 #define ITEM_GENERIC ((uintptr_t)1)
 
 static inline bool heapbits_typed(const rt_span *s, uintptr_t idx) {
@@ -302,6 +302,11 @@ static inline __attribute__((always_inline)) void mark_heapbits(rt_gcwork *w, rt
     w->scan_work += s->hot.elemsize;
 }
 
+static inline void scan_traced(rt_visitor *v, const rt_type *t, uintptr_t data, uintptr_t end) {
+    t->trace((void *)data, end - data, v);
+    if (v->w) v->w->scan_work += end - data;
+}
+
 /* Scan [lo, hi) of the object at base (the whole object, or one oblet). */
 static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, uintptr_t item, bool split) {
     uintptr_t end = base + s->hot.elemsize, data;
@@ -323,10 +328,7 @@ static void scan_part(rt_visitor *v, rt_span *s, uintptr_t idx, uintptr_t base, 
     switch (t->kind) {
     case RT__KIND_LAYOUT:       scan_layout(v, data, lo, hi, t); break;
     case RT__KIND_CONSERVATIVE: scan_words(v, lo, hi, false); break;
-    case RT__KIND_TRACED:
-        t->trace((void *)data, end - data, v);
-        if (v->w) v->w->scan_work += end - data;
-        break;
+    case RT__KIND_TRACED: scan_traced(v, t, data, end); break;
     }
 }
 
@@ -364,8 +366,7 @@ static inline __attribute__((always_inline)) void scan_item(rt_gcwork *w, uintpt
         RT_ASSERT(rt__object_type(s, base, &(uintptr_t){ 0 }) == t);
         if (t->kind == RT__KIND_TRACED) {
             rt_visitor v = { .w = w, .obj = base + RT_HEADER_SIZE, .type = t };
-            t->trace((void *)v.obj, s->hot.elemsize - RT_HEADER_SIZE, &v);
-            w->scan_work += s->hot.elemsize - RT_HEADER_SIZE;
+            scan_traced(&v, t, v.obj, base + s->hot.elemsize);
             return;
         }
     }
