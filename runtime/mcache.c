@@ -61,8 +61,8 @@ void rt__mcache_refill(rt_mcache *c, unsigned spc) {
        walking its bitmap for the free runs cost more than it saved
        (closures.lox 1.04-1.08x). */
     if (s->hot.needzero && s->hot.alloc_count == s->hot.freeindex) {
-        uintptr_t e = s->hot.elemsize;
-        memset((void *)(s->hot.base + s->hot.freeindex * e), 0, (uintptr_t)(s->hot.nelems - s->hot.freeindex) * e);
+        uintptr_t from = s->hot.base + (uintptr_t)s->hot.freeindex * s->hot.elemsize;
+        memset((void *)from, 0, s->limit - from);
         s->hot.needzero = 0;
     }
     st_release(&s->sweepgen, ld_relaxed(&rt__heap.sweepgen) + 3);

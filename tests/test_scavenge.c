@@ -403,9 +403,10 @@ static void reuse_is_zero(const char *debug, bool dontneed) {
     bool zeroed;
     rt_span *probe = rt__heap_alloc_span(1, rt__spanclass(rt__size_to_class_inline(512), true), &zeroed);
     cr_assert_not_null(probe);
+    bool same_pages = probe->hot.base == (small_at & ~(uintptr_t)(RT_PAGE_SIZE - 1));
     fprintf(stderr, "scavenge: %s: large reused at the same address %d, small span's pages %d; known zero %d\n",
-            debug, (uintptr_t)big2 == big_at, probe->hot.base == (small_at & ~(uintptr_t)(RT_PAGE_SIZE - 1)), zeroed);
-    if (probe->hot.base == (small_at & ~(uintptr_t)(RT_PAGE_SIZE - 1))) cr_assert_eq(zeroed, dontneed);
+            debug, (uintptr_t)big2 == big_at, same_pages, zeroed);
+    if (same_pages) cr_assert_eq(zeroed, dontneed);
     rt__heap_free_span(probe);
     char *s2 = rt_alloc(512, RT_NOSCAN);
     for (int i = 0; i < 512; i++) cr_assert_eq(s2[i], 0, "byte %d of a reused small object is %#x", i, s2[i] & 0xff);
