@@ -78,7 +78,7 @@ typedef struct rt__mcache {
    shared with data other threads write (it sat beside world_lock) misses
    in the mutator's cache each time they do.  No change measured on
    queue.lox, where that lock is taken a few dozen times a cycle. */
-typedef struct { volatile uint32_t word; char pad_[60]; } __attribute__((aligned(64))) rt__flags_t;
+typedef struct { volatile uint32_t word; } __attribute__((aligned(64))) rt__flags_t;   /* aligned: sizeof is 64 too */
 extern rt__flags_t rt__flags;
 /* One relaxed load (a plain move on x86-64); the flag changes only while
    the world is stopped, and the stop itself orders everything else. */
