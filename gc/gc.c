@@ -172,12 +172,17 @@ void rt__gc_alloc_black(rt_span *s, uintptr_t slot) {
        (rt__span_premark) and counts its new objects when it leaves the
        cache (rt__gc_count_black); only large objects are marked one by one,
        counted in the allocating P (flushed with its buffers). */
-    if (!s->premarked && rt__span_set_mark(s, rt__span_obj_index(s, slot)))
+    if (!s->premarked && rt__span_set_mark(s, rt__span_obj_index(s, slot))) {
         ((rt_p *)rt__tls_mcache)->gcw.bytes_marked += s->hot.elemsize;
+        add_relaxed(&rt__markstats.bytes_black, (uint64_t)s->hot.elemsize);
+    }
 }
 
 /* Once per span: a global atomic is cheap at this rate. */
-void rt__gc_count_black(uint64_t bytes) { add_relaxed(&rt__markstats.bytes_marked, bytes); }
+void rt__gc_count_black(uint64_t bytes) {
+    add_relaxed(&rt__markstats.bytes_marked, bytes);
+    add_relaxed(&rt__markstats.bytes_black, bytes);
+}
 
 /* Allocation debt is charged by span (its free bytes, when a P caches it)
    and by large object, not object by object as Go's mallocgc does: that
@@ -581,13 +586,15 @@ static void mark_termination(cycle *cy) {
         fprintf(stderr, "pacer: %s; stopping took %.3g+%.3g ms; mark termination: flush %.3g ms, "
                 "drain %.3g ms (%llu B of scan work), the rest %.3g ms; "
                 "requested at %llu B, mark start %.3g ms later (sweep termination %.3g ms) at %llu B; "
-                "scan work %llu B, assist ratio %.3g work/B, cons/mark %.3g, next goal %llu B, trigger %llu B\n",
+                "marked %llu B of which allocated black %llu B; scan work %llu B, assist ratio %.3g work/B, "
+                "cons/mark %.3g, next goal %llu B, trigger %llu B\n",
                 !cy->small ? "concurrent cycle" : cy->concurrent ? "small cycle, went concurrent" : "small cycle",
                 (double)(ct->stopped0 - ct->t0) / 1e6, (double)(ct->stopped2 - ct->t2) / 1e6,
                 (double)(ct->flushed2 - ct->stopped2) / 1e6, (double)(ct->drained2 - ct->flushed2) / 1e6,
                 (unsigned long long)ct->drain2_work, (double)(ct->t3 - ct->drained2) / 1e6,
                 (unsigned long long)C.requested_heap, (double)(ct->t0 - C.requested_ns) / 1e6,
                 (double)(ct->tsweep - C.requested_ns) / 1e6, (unsigned long long)ct->heap0,
+                (unsigned long long)ct->marked, (unsigned long long)rt__markstats.bytes_black,
                 (unsigned long long)rt__pacer.scan_work, rt__pacer.assist_work_per_byte, rt__pacer.cons_mark,
                 (unsigned long long)rt__pacer.goal, (unsigned long long)rt__pacer.trigger);
     if (rt__cfg.gctrace > 1) {

@@ -108,6 +108,7 @@ bool     rt__drain_solo(rt_gcwork *w, uint64_t work);   /* world stopped, this t
 void rt__markers_reset_stats(void);
 typedef struct rt_markstats {
     uint64_t bytes_marked, objects, scan_work;
+    uint64_t bytes_black;         /* of bytes_marked, those allocated during the mark (gctrace=2) */
     uint64_t dedicated_ns, fractional_ns, idle_ns, stw_ns;
 } rt_markstats;
 extern rt_markstats rt__markstats;
