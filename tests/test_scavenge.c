@@ -2,8 +2,9 @@
  *   - after a 1 GiB spike dies, RSS (/proc/self/statm) falls to 1.1x the
  *     heap goal within 10 s with no call but the collection itself, the
  *     background scavenger using about 1% of the program's CPUs (Go's
- *     budget: 1% x min(RTMAXPROCS, CPUs) of one CPU); at once after
- *     rt_free_os_memory;
+ *     budget: 1% x min(RTMAXPROCS, CPUs) of one CPU), or within the time
+ *     that budget needs for the kernel's CPU when the kernel is slower;
+ *     at once after rt_free_os_memory;
  *   - heap_released is exact, released pages come back zeroed without
  *     clearing under MADV_DONTNEED and are cleared under MADV_FREE;
  *   - the scavtrace line; the page allocator's take/return primitives;
@@ -139,14 +140,17 @@ static void drop_all(void) {
     drop_spike();
 }
 
-/* Issue 7's 10 s.  The scavenger's CPU budget is fixed (Go's 1% per
-   proc), and under AddressSanitizer its own code runs two to three times
-   slower, so the same budget releases the spike in up to twice the time. */
-#if RT_ASAN_BUILD
-#define DEADLINE_S 20.0
-#else
+/* Issue 7's 10 s, at a CPU budget that is fixed (Go's 1% per proc).  The
+   CPU the release costs is not fixed: the kernel took from 60 ms per GiB
+   on an idle host to 230 ms under load (CI: 968 MiB for 0.224 s, which
+   the budget pays for in 11 s), and under AddressSanitizer the
+   scavenger's own code runs two to three times slower.  So the bound is
+   10 s or, when the release cost more CPU than the budget pays for in
+   10 s, the time the budget needs for that CPU plus a quarter; and the
+   scavenger must have spent its budget all along, so one that parks,
+   oversleeps or stops early fails either way. */
 #define DEADLINE_S 10.0
-#endif
+#define GIVE_UP_S 40.0
 
 Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     start(100, 0, NULL, true);
@@ -164,9 +168,9 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     double t0 = secs();
     uint64_t goal = collect();
     uint64_t target = goal + goal / 10;
-    double t_end = t0 + DEADLINE_S, t_hit = -1;
+    double t_end = t0 + GIVE_UP_S, t_hit = -1;
     uint64_t last = 0;
-    while (secs() < t_end + 0.5) {
+    while (secs() < t_end) {
         last = rss();
         if (last <= target) { t_hit = secs() - t0; break; }
         nap_blocking();
@@ -195,16 +199,29 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
     fprintf(stderr, "scavenge: spike: span and bitmap pools %.2f MiB at the peak, %.2f MiB after; %.2f MiB of "
             "metadata released in the background\n", (double)meta_peak / MiB, (double)meta / MiB,
             (double)(s1.released_meta - s0.released_meta) / MiB);
-    cr_assert(t_hit >= 0 && t_hit <= DEADLINE_S, "RSS %llu MiB still above 1.1 x goal (%llu MiB) after %g s",
-              (unsigned long long)(last / MiB), (unsigned long long)(target / MiB), DEADLINE_S);
+    /* The pacing is judged on the CPU its sleeps pay for: a round longer
+       than the rounds' bound (a hiccup outside the runtime) is not slept
+       off. */
+    double procs = rt__procs(), paced = cpu - (double)(s1.bg_unpaced_ns - s0.bg_unpaced_ns) / 1e9;
+    double budget = (procs < 50 ? procs : 50) / 100;     /* of one CPU */
+    double paced_work = (double)(s1.bg_work_ns - s0.bg_work_ns - (s1.bg_unpaced_ns - s0.bg_unpaced_ns)) / 1e9;
+    double deadline = paced_work / budget * 1.25 > DEADLINE_S ? paced_work / budget * 1.25 : DEADLINE_S;
+    if (deadline > DEADLINE_S)
+        fprintf(stderr, "scavenge: spike: the kernel took %.0f ms of CPU per GiB released: the budget pays for "
+                "that in %.1f s, so the bound is %.1f s instead of %g s\n",
+                paced_work * 1e3 * (double)GiB / (double)(s1.released_bg - s0.released_bg + 1),
+                paced_work / budget, deadline, DEADLINE_S);
+    cr_assert(t_hit >= 0 && t_hit <= deadline, "RSS fell to 1.1 x goal (%llu MiB) %s %.1f s; the bound is %.1f s",
+              (unsigned long long)(target / MiB), t_hit < 0 ? "not even in" : "only after",
+              t_hit < 0 ? GIVE_UP_S : t_hit, deadline);
     cr_assert_gt(s1.released_bg - s0.released_bg, GiB / 2, "the background thread did not do the work");
     cr_assert_leq(meta, meta_peak / 4, "span and bitmap pools still hold %llu of %llu bytes",
                   (unsigned long long)meta, (unsigned long long)meta_peak);
-    /* The pacing is judged on the CPU its sleeps pay for: a round longer
-       than the bound (a hiccup outside the runtime) is not slept off. */
-    double procs = rt__procs(), paced = cpu - (double)(s1.bg_unpaced_ns - s0.bg_unpaced_ns) / 1e9;
-    cr_assert_leq(100 * paced / wall, 1.5 * procs, "scavenger used %.2f%% of one CPU, %.2f%% of %g",
+    /* Within its budget, and spending it while there was work to do. */
+    cr_assert_leq(paced / wall, 1.5 * budget, "scavenger used %.2f%% of one CPU, %.2f%% of %g",
                   100 * paced / wall, 100 * paced / wall / procs, procs);
+    cr_assert_geq(paced / wall, 0.5 * budget, "scavenger used only %.2f%% of one CPU, its budget is %.0f%%",
+                  100 * paced / wall, 100 * budget);
     /* Live objects survived. */
     for (int i = 0; i < LIVE_SMALL; i += 97) cr_assert_eq(((char *)live_small[i])[255], 7);
     drop_all();
