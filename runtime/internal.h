@@ -527,6 +527,7 @@ typedef struct rt_scav_stats {
 } rt_scav_stats;
 void rt__scavenger_read_stats(rt_scav_stats *out);
 uint64_t rt__scavenger_sleep_for(uint64_t worked_ns);  /* the sleep after a round of that much CPU */
+#define RT__SCAV_HOLD_NS 1000000000ull  /* a higher GOGC retained goal stands this long after it was set */
 void rt__scavenger_reset(void);      /* rt__heap_init: a new heap, no goals, zero stats */
 void rt__scavenger_on_free(void);    /* mheap freed a span: wake a thread parked with a goal unmet */
 
