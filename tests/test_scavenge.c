@@ -295,21 +295,29 @@ Test(scavenge, a_lower_goal_waits_for_the_higher_one_to_lapse) {
         touch((void *)sp[i]->hot.base, 4 * MiB);
     }
     rt__scavenger_wake(256 * MiB);                 /* samples 128 MiB in use */
-    rt__scavenger_wake(256 * MiB);                 /* goal 140.8 MiB: met, and held */
     double t0 = secs();
+    rt__scavenger_wake(256 * MiB);                 /* goal 140.8 MiB: met, and held */
     for (int i = 0; i < 24; i++) rt__heap_free_span(sp[i]);
     rt__scavenger_wake(64 * MiB);                  /* goal 128 x 64/256 x 1.1 = 35.2 MiB: unmet */
     rt_scav_stats a, b;
     rt__scavenger_read_stats(&a);
     cr_assert_lt(a.gc_goal, 36 * MiB, "goal %llu", (unsigned long long)a.gc_goal);
-    double hold = (double)RT__SCAV_HOLD_NS / 1e9;
-    while (secs() - t0 < hold * 0.8) usleep(20000);
-    rt__scavenger_read_stats(&b);
-    cr_assert_eq(b.released_bg, a.released_bg, "%llu bytes released while a higher goal stood",
-                 (unsigned long long)(b.released_bg - a.released_bg));
+    double hold = (double)RT__SCAV_HOLD_NS / 1e9, t_read;
+    do {
+        usleep(20000);
+        rt__scavenger_read_stats(&b);
+        t_read = secs() - t0;
+    } while (t_read < hold * 0.8);
+    /* A test thread descheduled past the hold (a loaded machine) read too
+       late to tell. */
+    if (t_read < hold)
+        cr_assert_eq(b.released_bg, a.released_bg, "%llu bytes released while a higher goal stood",
+                     (unsigned long long)(b.released_bg - a.released_bg));
+    else
+        fprintf(stderr, "scavenge: hold: read %.2f s after the higher goal, too late to check it\n", t_read);
     while (rt__heap_retained_bytes() > a.gc_goal + MiB && secs() - t0 < hold + 10) usleep(20000);
     rt__scavenger_read_stats(&b);
-    fprintf(stderr, "scavenge: hold: %.1f MiB released %.2f s after the lower goal (hold %.1f s)\n",
+    fprintf(stderr, "scavenge: hold: %.1f MiB released %.2f s after the higher goal was set (hold %.1f s)\n",
             (double)b.released_bg / MiB, secs() - t0, hold);
     cr_assert_leq(rt__heap_retained_bytes(), a.gc_goal + MiB, "the lower goal was not reached after the hold");
     cr_assert_eq(b.wakes, a.wakes, "no wake in between");
