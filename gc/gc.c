@@ -555,7 +555,7 @@ static void mark_termination(cycle *cy) {
     st_release(&rt__heap.sweepgen, rt__heap.sweepgen + 2);
     st_relaxed(&rt__heap.heap_marked, ct->marked);
     st_relaxed(&rt__heap.heap_live, ct->marked);
-    rt__pacer_commit(ct->marked);
+    rt__pacer_commit(ct->marked, rt__markstats.bytes_black);
     if (rt__cfg.verify) rt__verify_heap("after mark");
     uint64_t inuse = (uint64_t)ld_relaxed(&rt__heap.pages_inuse_spans) * RT_PAGE_SIZE;   /* before any sweep */
     rt__sweep_begin_cycle(cy->kind != GC_FORCED);   /* rt_gc() returns every empty span's pages */
@@ -811,7 +811,7 @@ void rt__gc_init(void) {
     rt__gc_pending = 0;
     rt__gc_phase = RT_PHASE_OFF;
     memset(&rt__pacer, 0, sizeof rt__pacer);
-    rt__pacer_commit(0);
+    rt__pacer_commit(0, 0);
     rt__limiter_reset(rt__nanotime());
     if (rt__cfg.gcstress) __atomic_fetch_or(&rt__flags.word, RT__FLAG_SLOWALLOC, __ATOMIC_RELAXED);
     rt__specials_init();

@@ -141,6 +141,7 @@ void rt__sweep_pace(uint64_t heap_distance);   /* proportional sweep for this cy
 /* ---- pacing (gc/pacer.c) ---------------------------------------------------------- */
 typedef struct rt_pacer {
     uint64_t goal, trigger, triggered_at, heap_marked, last_heap_scan;
+    uint64_t heap_black;          /* of heap_marked, the bytes allocated during that mark */
     uint64_t heap_scan;           /* scannable heap estimate for this cycle */
     double   cons_mark, cons_mark_hist[4];
     double   assist_work_per_byte, assist_bytes_per_work;
@@ -151,9 +152,9 @@ typedef struct rt_pacer {
     bool     small;               /* the next cycle is a small one (atomic) */
 } rt_pacer;
 extern rt_pacer rt__pacer;
-uint64_t rt__pacer_goal(uint64_t marked);
+uint64_t rt__pacer_goal(uint64_t marked, uint64_t black);
 uint64_t rt__small_cycle_budget(void);         /* scan work a small cycle may do in its pause */
-void     rt__pacer_commit(uint64_t marked);
+void     rt__pacer_commit(uint64_t marked, uint64_t black);
 void     rt__pacer_start_cycle(void);
 void     rt__pacer_revise(void);
 int64_t  rt__pacer_credit_after(int64_t credit, double granted);   /* an assist's credit after a grant */

@@ -2,8 +2,10 @@
  *
  * Go 1.18+'s pacer (reference notes section 9), with the same constants:
  *
- *   goal    = marked + (marked + stack scan + globals scan) * RTGC/100,
+ *   goal    = marked + (marked - black + stack scan + globals scan) * RTGC/100,
  *             at least 4 MiB * RTGC/100, at most the memory-limit goal;
+ *             black: the part of marked allocated during the mark, which
+ *             Go grows by RTGC% too and rtgc counts once (rt__pacer_goal);
  *   runway  = cons/mark * (1 - 0.25)/0.25 * (last heap scan + stacks + globals)
  *             -- how far the heap grows while a mark at 25% CPU finishes;
  *   trigger = goal - runway, clamped to [marked + 0.7 (goal - marked),
@@ -47,12 +49,22 @@ static pthread_mutex_t pacer_lock = PTHREAD_MUTEX_INITIALIZER;
 
 uint64_t rt__memlimit_heap_goal(uint64_t marked) __attribute__((weak));
 
-uint64_t rt__pacer_goal(uint64_t marked) {
+/* The objects allocated during a mark are black: counted as marked, though
+   nothing traced them, and many are garbage by the next cycle.  Grown by
+   RTGC% as well (Go's rule), a mark that runs long (a busy machine, a
+   marker slowed by its CPU) raised the next goal by twice what it let the
+   program allocate.  Counted once, queue.lox's peak RSS went from
+   10.9-12.7 MB (its median on either side of the Boehm build's 11.5 from
+   one run to the next) to 10.1-10.5, at the same binary_trees.lox time;
+   binary-trees 21 and gcbench pay 3-10% more time for 20% and 9% less
+   memory (2026-12-06; docs/tuning.md). */
+uint64_t rt__pacer_goal(uint64_t marked, uint64_t black) {
     int pct = ld_relaxed(&rt__cfg.gc_percent);
     uint64_t goal = UINT64_MAX;
     if (pct >= 0) {
         uint64_t roots = rt__last_stack_scan + rt__last_globals_scan;
-        goal = marked + (uint64_t)((double)(marked + roots) * pct / 100.0);
+        uint64_t grows = marked - (black < marked ? black : marked) + roots;
+        goal = marked + (uint64_t)((double)grows * pct / 100.0);
         uint64_t min = (uint64_t)rt__cfg.heap_minimum * (uint64_t)pct / 100;
         if (goal < min) goal = min;
     }
@@ -84,12 +96,13 @@ static uint64_t trigger_for(uint64_t goal, uint64_t marked) {
 
 uint64_t rt__small_cycle_budget(void) { return 2 * rt__cfg.smallgc; }
 
-void rt__pacer_commit(uint64_t marked) {
+void rt__pacer_commit(uint64_t marked, uint64_t black) {
     pthread_mutex_lock(&pacer_lock);
     rt__pacer.heap_marked = marked;
+    st_relaxed(&rt__pacer.heap_black, black);   /* read by the setters below without the lock */
     st_relaxed(&rt__pacer.small, rt__cfg.smallgc > 0 && rt__cfg.gcstoptheworld == 0 &&
                                  last_scan_work() <= rt__cfg.smallgc);
-    st_relaxed(&rt__gc_goal, rt__pacer_goal(marked));   /* read by the scavenger without the lock */
+    st_relaxed(&rt__gc_goal, rt__pacer_goal(marked, black));   /* read by the scavenger without the lock */
     rt__pacer.goal = rt__gc_goal;
     rt__pacer.trigger = trigger_for(rt__gc_goal, marked);
     st_relaxed(&rt__gc_trigger, rt__pacer.trigger);
@@ -174,7 +187,7 @@ int rt_set_gc_percent(int percent) {
     void rt__gc_wait_idle(void);
     if (percent == RT_GC_OFF) rt__gc_wait_idle();   /* a mark in flight finishes first, as in Go */
     st_relaxed(&rt__cfg.gc_percent, percent);
-    rt__pacer_commit(ld_relaxed(&rt__heap.heap_marked));
+    rt__pacer_commit(ld_relaxed(&rt__heap.heap_marked), ld_relaxed(&rt__pacer.heap_black));
     if (ld_relaxed(&rt__heap.heap_live) >= ld_relaxed(&rt__gc_trigger)) st_relaxed(&rt__gc_pending, 1);
     return old;
 }
@@ -183,6 +196,6 @@ int64_t rt_set_memory_limit(int64_t bytes) {
     if (!rt__g.initialized) rt__misuse("rt_set_memory_limit", "rtgc is not initialized; call rt_init() first");
     int64_t old = rt__cfg.memory_limit;
     if (bytes >= 0) st_relaxed(&rt__cfg.memory_limit, bytes == 0 ? INT64_MAX : bytes);
-    rt__pacer_commit(ld_relaxed(&rt__heap.heap_marked));
+    rt__pacer_commit(ld_relaxed(&rt__heap.heap_marked), ld_relaxed(&rt__pacer.heap_black));
     return old;
 }

@@ -245,7 +245,9 @@ def value_at(series, t):
 def goal_timeline(cycles):
     """(time, heap goal in MiB) from the end of each cycle: the goal the next
     cycle printed, or for the last cycle the goal its marked heap gives
-    (marked + (marked + stacks + globals) x GOGC/100, at least 4 MiB)."""
+    (marked + (marked + stacks + globals) x GOGC/100, at least 4 MiB; rtgc
+    counts the bytes allocated during the mark once, so for it this is an upper
+    bound, exact for the forced cycle after a drop, which allocates nothing)."""
     out = []
     for i, c in enumerate(cycles):
         end = c["t"] + c["clock_ms"] / 1e3
