@@ -19,13 +19,13 @@
  *     where retained = heap_sys - heap_released and in_use is the bytes in
  *     in-use spans sampled at the wake.  A goal already met at the wake is
  *     switched off until the next wake (a heap growing back within its goal
- *     is not fought).  A goal is held for a second (HOLD_NS): until it has
- *     stood that long, the goal in force is the highest set since, so the
- *     pages a program used in one phase are not released only to be
- *     faulted back in the next (binary_trees.lox, whose heap swings between
- *     13 and 21 MiB, released 11 MiB a run and took them back, 3-4% of
- *     its time).  Go has no such hold; jemalloc's decay and mimalloc's
- *     purge delay are the same idea;
+ *     is not fought).  A goal is held for a second (RT__SCAV_HOLD_NS):
+ *     until it has stood that long, the goal in force is the highest set
+ *     since, so the pages a program used in one phase are not released
+ *     only to be faulted back in the next (binary_trees.lox, whose heap
+ *     swings between 13 and 21 MiB, released 11 MiB a run and took them
+ *     back, 3-4% of its time).  Go has no such hold; jemalloc's decay and
+ *     mimalloc's purge delay are the same idea;
  *   - the memory-limit goal: rt__mapped_ready() <= 95% of RTMEMLIMIT.
  * The thread runs while either is unmet and there is something to release.
  *
@@ -62,7 +62,6 @@
 #define BG_RUN_BYTES   ((uint64_t)RT_CHUNK_BYTES)  /* background madvise size: up to a chunk */
 #define RETAIN_EXTRA   10                      /* percent over the GOGC-based goal */
 #define LIMIT_PERCENT  95                      /* background goal under a memory limit */
-#define HOLD_NS        RT__SCAV_HOLD_NS        /* a higher GOGC goal stands this long */
 #define NO_GOAL        UINT64_MAX
 
 static struct {
@@ -199,9 +198,10 @@ static bool sleep_ns(uint64_t ns, bool until_kick) {
 /* How long until a held goal lapses, if it is all that keeps the thread
    from an unmet goal; 0 otherwise. */
 static uint64_t hold_left_ns(void) {
-    uint64_t g = ld_relaxed(&SC.gc_goal), now = rt__nanotime(), until = ld_relaxed(&SC.held_until);
-    if (g == NO_GOAL || now >= until || ld_relaxed(&SC.held_goal) <= g || rt__heap_retained_bytes() <= g) return 0;
-    return until - now;
+    uint64_t g = ld_relaxed(&SC.gc_goal);
+    if (gc_goal_held() == g || rt__heap_retained_bytes() <= g) return 0;
+    uint64_t now = rt__nanotime(), until = ld_relaxed(&SC.held_until);
+    return until > now ? until - now : 0;
 }
 
 /* One release of span metadata at a time, counted before the next starts:
@@ -357,7 +357,7 @@ void rt__scavenger_wake_sampled(uint64_t heap_goal, uint64_t inuse) {
         uint64_t now = rt__nanotime();
         if (goal != NO_GOAL && (goal >= SC.held_goal || now >= SC.held_until)) {
             st_relaxed(&SC.held_goal, goal);
-            st_relaxed(&SC.held_until, now + HOLD_NS);
+            st_relaxed(&SC.held_until, now + RT__SCAV_HOLD_NS);
         }
         if (goal != NO_GOAL && (retained <= goal || retained - goal < ospage)) goal = NO_GOAL;
     }

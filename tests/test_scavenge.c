@@ -61,6 +61,10 @@ static uint64_t rss(void) {
 
 static double secs(void) { return (double)rt__nanotime() / 1e9; }
 
+/* The background scavenger's CPU budget, in percent of one CPU: 1% of
+   each of the program's CPUs, at most 50. */
+static double budget_percent(void) { return rt__procs() < 50 ? rt__procs() : 50; }
+
 static rt_mem_stats stats(void) {
     rt_mem_stats s;
     rt_read_mem_stats(&s);
@@ -204,7 +208,7 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
        than the rounds' bound (a hiccup outside the runtime) is not slept
        off. */
     double procs = rt__procs(), paced = cpu - (double)(s1.bg_unpaced_ns - s0.bg_unpaced_ns) / 1e9;
-    double budget = (procs < 50 ? procs : 50) / 100;     /* of one CPU */
+    double budget = budget_percent() / 100;     /* of one CPU */
     double paced_work = (double)(s1.bg_work_ns - s0.bg_work_ns - (s1.bg_unpaced_ns - s0.bg_unpaced_ns)) / 1e9;
     double hold = (double)RT__SCAV_HOLD_NS / 1e9, needed = (hold + paced_work / budget) * 1.25;
     double deadline = needed > DEADLINE_S ? needed : DEADLINE_S;
@@ -237,7 +241,7 @@ Test(scavenge, rss_falls_to_the_goal_by_itself_after_a_spike, .timeout = 60) {
    slept through the spike test's 10 s. */
 Test(scavenge, a_long_round_does_not_stop_the_thread_for_long) {
     start(100, 0, NULL, false);
-    double b = rt__procs() < 50 ? rt__procs() : 50;       /* percent of one CPU */
+    double b = budget_percent();
     uint64_t ms = 1000000;
     cr_assert_eq(rt__scavenger_sleep_for(1 * ms), (uint64_t)((double)ms * (100 - b) / b));
     cr_assert_eq(rt__scavenger_sleep_for(4 * ms), 4 * rt__scavenger_sleep_for(1 * ms));
