@@ -251,17 +251,22 @@ Test(scavenge, a_long_round_does_not_stop_the_thread_for_long) {
     stop();
 }
 
+/* n spans of 4 MiB straight from the heap, every page written. */
+static void alloc_resident_spans(rt_span **sp, int n) {
+    for (int i = 0; i < n; i++) {
+        sp[i] = rt__heap_alloc_span(512, rt__spanclass(0, true), NULL);
+        cr_assert_not_null(sp[i]);
+        touch((void *)sp[i]->hot.base, 4 * MiB);
+    }
+}
+
 /* The collector wakes the scavenger at mark termination, before the sweep
    frees anything.  A thread that found nothing to release while its goal
    was unmet must be woken by the spans freed afterwards. */
 Test(scavenge, spans_freed_after_the_wake_are_released_without_another_wake) {
     start(RT_GC_OFF, 0, NULL, true);
     static rt_span *sp[64];
-    for (int i = 0; i < 64; i++) {
-        sp[i] = rt__heap_alloc_span(512, rt__spanclass(0, true), NULL);     /* 4 MiB each */
-        cr_assert_not_null(sp[i]);
-        touch((void *)sp[i]->hot.base, 4 * MiB);
-    }
+    alloc_resident_spans(sp, 64);
     rt__scavenger_wake(512 * MiB);                 /* samples 256 MiB in use */
     rt__scavenger_wake(64 * MiB);                  /* goal 256 x 64/512 x 1.1 = 35.2 MiB: unmet */
     rt_scav_stats a, b;
@@ -293,11 +298,7 @@ Test(scavenge, spans_freed_after_the_wake_are_released_without_another_wake) {
 Test(scavenge, a_lower_goal_waits_for_the_higher_one_to_lapse) {
     start(RT_GC_OFF, 0, NULL, true);
     static rt_span *sp[32];
-    for (int i = 0; i < 32; i++) {
-        sp[i] = rt__heap_alloc_span(512, rt__spanclass(0, true), NULL);     /* 4 MiB each */
-        cr_assert_not_null(sp[i]);
-        touch((void *)sp[i]->hot.base, 4 * MiB);
-    }
+    alloc_resident_spans(sp, 32);
     rt__scavenger_wake(256 * MiB);                 /* samples 128 MiB in use */
     double t0 = secs();
     rt__scavenger_wake(256 * MiB);                 /* goal 140.8 MiB: met, and held */
